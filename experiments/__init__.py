@@ -1,0 +1,1 @@
+"""Runnable experiments (ships as ``murphyjax.experiments``): configs, runners and reports."""

@@ -1,0 +1,5 @@
+import sys
+
+from murphyjax.cli import main
+
+sys.exit(main())

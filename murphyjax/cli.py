@@ -1,0 +1,104 @@
+"""The ``murphyjax`` command line.
+
+    murphyjax theory check [--json FILE] [--select TEXT] [--seed N]
+
+Errors in options print one line naming the option and exit with code 2; nothing prints a
+traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2) instead of the usage dump."""
+
+    def error(self, message: str):  # noqa: D401
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class UsageError(Exception):
+    """A bad option value found after parsing; reported like an argparse error."""
+
+
+def _nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="murphyjax",
+        description=(
+            "murphyjax: the Alignment Gap toolkit (theory, bandit laboratory, LLM policies).\n"
+            "Reference implementation of arXiv:2509.05381, 'Murphy's Laws of AI Alignment'."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    th = sub.add_parser("theory", help="the paper's closed forms and bounds as executable code",
+                        description="The paper's closed forms and bounds as executable code.")
+    ths = th.add_subparsers(dest="theory_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    ths.required = True
+    chk = ths.add_parser(
+        "check",
+        help="check every identity and bound against an independent computation",
+        description=(
+            "Check every identity and bound of the paper against an independent computation\n"
+            "(autodiff, exact enumeration or Monte Carlo with its standard error). Rows marked\n"
+            "'erratum' show a statement of the paper as written failing; they do not affect the\n"
+            "exit code, which is 0 exactly when every other row passes."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chk.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE ('-' for stdout)")
+    chk.add_argument("--select", metavar="TEXT", help="only rows whose id contains TEXT")
+    chk.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the Monte Carlo checks (default 0)")
+    chk.set_defaults(func=_theory_check)
+    return p
+
+
+def _theory_check(args) -> int:
+    from murphyjax.theory.checks import run_all
+    from murphyjax.report_text import theory_table
+
+    rows = run_all(seed=args.seed, select=args.select)
+    if args.select and not rows:
+        raise UsageError(f"--select: no check id contains {args.select!r}")
+    if args.json != "-":
+        print(theory_table(rows))
+    if args.json:
+        data = json.dumps([r.as_dict() for r in rows], indent=2)
+        if args.json == "-":
+            print(data)
+        else:
+            with open(args.json, "w") as fh:
+                fh.write(data + "\n")
+    failed = [r for r in rows if not r.erratum and not r.passed]
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

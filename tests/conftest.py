@@ -1,0 +1,8 @@
+"""Test configuration: 8 fake CPU devices for the sharding tests, x64 on (murphyjax does it)."""
+
+import os
+
+# Must be set before jax initialises its backends.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+import murphyjax  # noqa: E402,F401  (turns on x64)

@@ -1,0 +1,51 @@
+"""The murphyjax console command: help, exit codes, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from murphyjax import cli
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "murphyjax.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_help_reads_well():
+    out = run("--help")
+    assert out.returncode == 0
+    assert "theory" in out.stdout and "arXiv:2509.05381" in out.stdout
+    out = run("theory", "check", "--help")
+    assert out.returncode == 0 and "--json" in out.stdout and "erratum" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        ((), "the following arguments are required: COMMAND"),
+        (("nonsense",), "invalid choice: 'nonsense'"),
+        (("theory", "check", "--seed", "-3"), "argument --seed: expected a non-negative integer, got '-3'"),
+        (("theory", "check", "--bogus"), "unrecognized arguments: --bogus"),
+        (("theory", "check", "--select", "no-such-row"), "--select: no check id contains 'no-such-row'"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(args, needle):
+    out = run(*args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_theory_check_select_and_json(tmp_path, capsys):
+    path = tmp_path / "rows.json"
+    code = cli.main(["theory", "check", "--select", "lemma1", "--json", str(path)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "lemma1.kappa" in printed and "PASS" in printed
+    rows = json.loads(path.read_text())
+    assert {r["id"] for r in rows} == {"lemma1.kappa", "lemma1.kappa_bregman", "lemma1.bound"}
+    assert all(r["passed"] for r in rows)

@@ -1,0 +1,81 @@
+"""Row type, registry and runner for the theory check."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+import jax
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One verified statement.
+
+    kind == "identity": ``error = |closed_form - independent|`` (relative when ``relative``).
+    kind == "bound": the claim is ``independent <= closed_form`` (or ``>=`` when
+    ``direction == ">="``); ``error`` is the size of the violation, 0 when it holds.
+    """
+
+    id: str
+    ref: str
+    what: str
+    closed_form: float
+    independent: float
+    method: str
+    tol: float
+    kind: str = "identity"
+    direction: str = "<="
+    relative: bool = False
+    erratum: bool = False
+    note: str = ""
+
+    @property
+    def error(self) -> float:
+        a, b = float(self.closed_form), float(self.independent)
+        if not (math.isfinite(a) and math.isfinite(b)):
+            return math.inf
+        if self.kind == "identity":
+            err = abs(a - b)
+            return err / max(abs(a), 1e-300) if self.relative else err
+        viol = b - a if self.direction == "<=" else a - b
+        return max(0.0, viol)
+
+    @property
+    def passed(self) -> bool:
+        return self.error <= self.tol
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.update(error=self.error, passed=self.passed)
+        return d
+
+
+CHECKS: list[Callable[[jax.Array], list[Row]]] = []
+
+
+def check(fn: Callable[[jax.Array], list[Row]]):
+    """Register a check: a function of a PRNG key returning rows."""
+    CHECKS.append(fn)
+    return fn
+
+
+def run_all(seed: int = 0, select: str | None = None) -> list[Row]:
+    """Run every registered check (optionally only ids containing ``select``)."""
+    from murphyjax.theory.checks import (  # noqa: F401  (registration side effect)
+        murphy_checks,
+    )
+
+    rows: list[Row] = []
+    key = jax.random.key(seed)
+    for i, fn in enumerate(CHECKS):
+        out = fn(jax.random.fold_in(key, i))
+        rows.extend(r for r in out if select is None or select in r.id)
+    return rows
+
+
+def f(x) -> float:
+    """Python float of a 0-d array."""
+    return float(np.asarray(x))

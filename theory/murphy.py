@@ -1,0 +1,370 @@
+"""Murphy's Gap: the minimax lower bound, the calibration oracle and its relatives.
+
+Paper: Gaikwad, "Murphy's Laws of AI Alignment", arXiv:2509.05381 v3, Section 2 and
+Appendices A, B.1, B.2, B.5, B.7, B.8, D.7. Equation references below are to v3.
+
+Conventions (the paper's Section 9 ambiguities, resolved):
+  * Labels are relative to a fixed reference action (paper note 9.1): on hard contexts
+    ``P_w(Z = 1) = 1/2 + w * eps`` with ``Z = 1{label favours pi^+(x)}``.
+  * ``n`` counts query *rounds* (context draws that may carry a label); the oracle
+    procedure counts labels ``T`` and draws ``T / alpha`` separately (note 9.3).
+All KL values are in nats.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import gammaln, xlogy
+
+from murphyjax.theory import _validate as V
+
+
+# --------------------------------------------------------------------------- Lemma 1
+def kappa(eps):
+    """Per-hit KL between opposite Massart biases (Lemma 1, eq. in Section 2.4).
+
+    kappa(eps) = KL(Ber(1/2 + eps) || Ber(1/2 - eps)) = 4 eps atanh(2 eps).
+
+    Args:
+      eps: bias magnitude, in (0, 1/2); any shape.
+    Returns:
+      kappa(eps) in nats, same shape.
+    """
+    e = V.eps(eps)
+    return 4.0 * e * jnp.arctanh(2.0 * e)
+
+
+def kappa_upper_bound(eps):
+    """Lemma 1 bound: kappa(eps) <= 8 eps^2 / (1 - 4 eps^2)."""
+    e = V.eps(eps)
+    return 8.0 * e**2 / (1.0 - 4.0 * e**2)
+
+
+def bernoulli_kl(p, q):
+    """KL(Ber(p) || Ber(q)) in nats, with 0 log 0 = 0.
+
+    Args:
+      p: in [0, 1].
+      q: in (0, 1) (the KL is infinite at the ends unless p equals q there).
+    """
+    p = V.probability("p", p)
+    q = V.interval("q", q, 0.0, 1.0)
+    V.broadcastable(p=p, q=q)
+    return xlogy(p, p) - xlogy(p, q) + xlogy(1.0 - p, 1.0 - p) - xlogy(1.0 - p, 1.0 - q)
+
+
+# --------------------------------------------------------------------------- Theorem 1
+def transcript_kl_bound(n, alpha, eps):
+    """Transcript KL bound of Theorem 1: KL(P^+ || P^-) <= n alpha kappa(eps).
+
+    Lemma 2 bounds the expected number of queried hard contexts by ``n alpha``; each carries
+    at most ``kappa(eps)`` nats (Lemma 1); the chain rule (Lemma 4) adds them up.
+    """
+    n = V.nonnegative("n", n)
+    a = V.alpha(alpha)
+    return n * a * kappa(eps)
+
+
+def bretagnolle_huber(kl):
+    """Lemma 3: the Bayes error of any test between P and Q is >= exp(-KL(P||Q)) / 4."""
+    kl = V.nonnegative("kl", kl)
+    return 0.25 * jnp.exp(-kl)
+
+
+def murphy_lower_bound(n, alpha, eps, gamma):
+    """Theorem 1 (Murphy's Gap): minimax value gap >= (gamma/4) exp(-n alpha kappa(eps)).
+
+    inf_alg sup_w (V_w(pi^w) - E_w[V_w(pi_hat)]) >= (gamma / 4) exp(-n alpha kappa(eps)).
+
+    Args:
+      n: query budget (rounds), >= 0.
+      alpha: hard-context mass mu(X_hard), in (0, 1).
+      eps: feedback bias on X_hard, in (0, 1/2).
+      gamma: separation of the two worlds' optimal policies (Section 2.1), > 0.
+    All arguments broadcast; a grid of 10^6 points takes milliseconds.
+
+    Note (paper note 9.5): the reduction "a testing mistake costs at least gamma" is exact
+    for learners that output pi^+ or pi^-; for general outputs the paper asserts it.
+    """
+    g = V.positive("gamma", gamma)
+    return g * bretagnolle_huber(transcript_kl_bound(n, alpha, eps))
+
+
+def sign_error_lower_bound(n, alpha, eps):
+    """Proposition 5: any estimate of w from n queries errs w.p. >= exp(-n alpha kappa)/4."""
+    return bretagnolle_huber(transcript_kl_bound(n, alpha, eps))
+
+
+def hard_disagreement_lower_bound(n, alpha, eps):
+    """Proposition 5 (second part): E[1{pi^w_hat(X) != pi^w(X)} 1{X in X_hard}] >= alpha P(err)."""
+    return V.alpha(alpha) * sign_error_lower_bound(n, alpha, eps)
+
+
+def budget_for_unit_exponent(alpha, eps):
+    """Budget n at which n alpha kappa(eps) = 1 (the scale below which Murphy's Gap is Omega(gamma))."""
+    return 1.0 / (V.alpha(alpha) * kappa(eps))
+
+
+# --------------------------------------------------------------------------- Theorem 2
+def oracle_hits(eps, gamma, eta):
+    """Theorem 2: labelled hits T = log(gamma/eta) / (2 eps^2) for a value gap <= eta.
+
+    Hoeffding gives P(w_hat != w) <= exp(-2 T eps^2), so gamma exp(-2 T eps^2) <= eta.
+    Returned as a real number; round up for a procedure.
+    """
+    e = V.eps(eps)
+    g = V.positive("gamma", gamma)
+    h = _eta(eta, g)
+    return jnp.log(g / h) / (2.0 * e**2)
+
+
+def oracle_queries(alpha, eps, gamma, eta, tpr=1.0):
+    """Theorem 2 / Theorem 3: context draws Q = log(gamma/eta) / (2 alpha tpr eps^2).
+
+    With the exact oracle (tpr = 1) this is Theorem 2's upper bound T / alpha; with a noisy
+    flagger of true-positive rate ``tpr`` it is Theorem 3's lower bound T / (alpha tau).
+    Counts *draws* (rounds); the number of labels is ``oracle_hits`` (paper note 9.3).
+    Theorem 3 ignores the labels of false positives; see ``diluted_flagger_queries``.
+    """
+    a = V.alpha(alpha)
+    t = V.interval("tpr", tpr, 0.0, 1.0, hi_closed=True)
+    return oracle_hits(eps, gamma, eta) / (a * t)
+
+
+def majority_error_bound(T, eps):
+    """Hoeffding bound of Theorem 2 / A.5: P(sign(sum (Z_i - 1/2)) != w) <= exp(-2 T eps^2)."""
+    T = V.nonnegative("T", T)
+    e = V.eps(eps)
+    return jnp.exp(-2.0 * T * e**2)
+
+
+def _binom_logpmf(k, T, p):
+    return gammaln(T + 1) - gammaln(k + 1) - gammaln(T - k + 1) + xlogy(k, p) + xlogy(T - k, 1 - p)
+
+
+def majority_error(T, p):
+    """Exact error of the majority vote over T i.i.d. Ber(p) votes (p = P(vote is right)).
+
+    P(S < T/2) + P(S = T/2) / 2 (a tie is broken by a fair coin), S ~ Bin(T, p).
+
+    Args:
+      T: number of votes, non-negative integers (any shape; concrete, not traced).
+      p: probability that a vote is correct, in [0, 1]; broadcasts against T.
+    """
+    V.integer("T", T)
+    T = jnp.asarray(T, V.F64)
+    p = V.probability("p", p)
+    tmax = int(V.concrete(T).max()) if T.size else 0
+    T, p = jnp.broadcast_arrays(T, p)
+    return _majority_error(T, p, tmax)
+
+
+@jax.jit(static_argnums=2)
+def _majority_error(T, p, tmax):
+    k = jnp.arange(tmax + 1, dtype=V.F64)
+    Tb, pb = T[..., None], p[..., None]
+    logpmf = _binom_logpmf(k, Tb, pb)
+    w = jnp.where(2 * k < Tb, 1.0, jnp.where(2 * k == Tb, 0.5, 0.0))
+    return jnp.sum(jnp.where(k <= Tb, w * jnp.exp(logpmf), 0.0), axis=-1)
+
+
+# --------------------------------------------------------------------------- Theorem 3
+def flagger_hit_fraction(alpha, tau, phi):
+    """A.6: fraction of flagged draws that are true hits, alpha tau / (alpha tau + (1-alpha) phi)."""
+    a = V.alpha(alpha)
+    t = V.interval("tau", tau, 0.0, 1.0, hi_closed=True)
+    f = V.probability("phi", phi)
+    return a * t / (a * t + (1.0 - a) * f)
+
+
+def diluted_vote_accuracy(alpha, eps, tau, phi):
+    """Accuracy of one flagged label when false positives carry symmetric (mean-1/2) labels.
+
+    1/2 + eps * alpha tau / (alpha tau + (1 - alpha) phi). Theorem 3 counts only true hits
+    and so ignores this dilution (paper note 9.6).
+    """
+    return 0.5 + V.eps(eps) * flagger_hit_fraction(alpha, tau, phi)
+
+
+def diluted_flagger_queries(alpha, eps, gamma, eta, tau, phi):
+    """Draws needed by keep-flagged + majority when every flagged label is used.
+
+    The vote margin is eps_eff = eps * p with p = flagger_hit_fraction; Hoeffding needs
+    T' = log(gamma/eta) / (2 eps_eff^2) flagged labels, i.e. T' / (alpha tau + (1-alpha) phi)
+    draws. Equals ``oracle_queries`` when (tau, phi) = (1, 0) and exceeds Theorem 3's count
+    by the factor 1/p whenever phi > 0.
+    """
+    a = V.alpha(alpha)
+    p = flagger_hit_fraction(alpha, tau, phi)
+    e = V.eps(eps)
+    g = V.positive("gamma", gamma)
+    labels = jnp.log(g / _eta(eta, g)) / (2.0 * (e * p) ** 2)
+    keep = a * jnp.asarray(tau, V.F64) + (1.0 - a) * jnp.asarray(phi, V.F64)
+    return labels / keep
+
+
+# --------------------------------------------------------------------------- B.1, B.2
+def heterogeneous_kappa(eps_hard, weights=None):
+    """Proposition 7: K = E[kappa(eps(X)) | X in X_hard] for a bias eps(x) on the hard set.
+
+    Args:
+      eps_hard: eps(x) at hard contexts (last axis), each in (0, 1/2).
+      weights: conditional law of X given X_hard on those contexts (sums to 1); uniform if None.
+    """
+    k = kappa(eps_hard)
+    if weights is None:
+        return jnp.mean(k, axis=-1)
+    w = V.prob_vector("weights", weights)
+    V.same_shape(eps_hard=k, weights=w)
+    return jnp.sum(w * k, axis=-1)
+
+
+def heterogeneous_lower_bound(n, alpha, eps_hard, gamma, weights=None):
+    """Proposition 7: Delta_n >= (gamma/4) exp(-n alpha K)."""
+    K = heterogeneous_kappa(eps_hard, weights)
+    return V.positive("gamma", gamma) * bretagnolle_huber(V.nonnegative("n", n) * V.alpha(alpha) * K)
+
+
+def mixture_exponent(alphas, eps):
+    """Proposition 8: sum_j alpha_j kappa_j for disjoint hard subsets S_j (last axis)."""
+    a = V.interval("alphas", alphas, 0.0, 1.0)
+    c = V.concrete(alphas)
+    if c is not None and (c.sum(-1) >= 1).any():
+        raise ValueError(f"alphas must sum to less than 1 (total hard mass); got {c.sum(-1)!r}")
+    k = kappa(eps)
+    V.broadcastable(alphas=a, eps=k)
+    return jnp.sum(a * k, axis=-1)
+
+
+def mixture_lower_bound(n, alphas, eps, gamma):
+    """Proposition 8: Delta_n >= (gamma/4) exp(-n sum_j alpha_j kappa_j)."""
+    return V.positive("gamma", gamma) * bretagnolle_huber(V.nonnegative("n", n) * mixture_exponent(alphas, eps))
+
+
+# --------------------------------------------------------------------------- B.8 (erratum)
+def rating_kl_per_hit(m):
+    """Per-hit KL for scalar ratings: KL(P^+ || P^-) = E_+[LLR] = m (A.8, correct form).
+
+    For any rating law, the KL is the mean of the log-likelihood ratio under P^+. B.8 writes
+    m^2/(2 sigma^2) instead; see ``rating_kl_per_hit_paper``.
+    """
+    return V.nonnegative("m", m)
+
+
+def rating_kl_per_hit_paper(m, sigma2):
+    """B.8 as written: "D_KL = m^2 / (2 sigma^2) per hit" (an erratum, kept for comparison).
+
+    For Gaussian ratings the LLR has variance sigma^2 = 2m, so this equals m/4: four times
+    smaller than the true KL m. The resulting "lower bound" (1/4) exp(-T m/4) exceeds the
+    exact Bayes error once T m is larger than about 5 (see ``gaussian_rating_bayes_error``).
+    """
+    return V.nonnegative("m", m) ** 2 / (2.0 * V.positive("sigma2", sigma2))
+
+
+def gaussian_rating_llr(delta, sd):
+    """Moments of the per-hit LLR for ratings R ~ N(+-delta, sd^2) under w = +-1.
+
+    LLR l(R) = 2 delta R / sd^2; under w = +: mean m = 2 delta^2/sd^2, variance 4 delta^2/sd^2
+    = 2m (it is Gaussian, hence 2m-subgaussian). Returns (m, sigma2).
+    """
+    d = V.positive("delta", delta)
+    s = V.positive("sd", sd)
+    m = 2.0 * d**2 / s**2
+    return m, 2.0 * m
+
+
+def gaussian_rating_bayes_error(T, delta, sd):
+    """Exact Bayes error of the equal-prior test of w from T ratings N(+-delta, sd^2).
+
+    The sufficient statistic is the mean rating; error = Phi(-sqrt(T) delta / sd).
+    """
+    T = V.nonnegative("T", T)
+    return jax.scipy.stats.norm.cdf(-jnp.sqrt(T) * V.positive("delta", delta) / V.positive("sd", sd))
+
+
+# --------------------------------------------------------------------------- B.5, D.7 SPRT
+def sprt_threshold(delta):
+    """Wald's symmetric SPRT threshold b = log((1 - delta)/delta) for error targets (delta, delta)."""
+    d = V.interval("delta", delta, 0.0, 0.5)
+    return jnp.log((1.0 - d) / d)
+
+
+def sprt_expected_hits_paper(eps, delta):
+    """B.5 as stated: E[T] <= log((1 - delta)/delta) / kappa(eps) (Wald, no overshoot)."""
+    return sprt_threshold(delta) / kappa(eps)
+
+
+def sprt_exact(eps, delta):
+    """Exact SPRT on Massart labels: error probability and expected number of hits.
+
+    Each label moves the LLR by +-L with L = log((1/2+eps)/(1/2-eps)) = 2 atanh(2 eps),
+    upward w.p. p = 1/2 + eps under the true world. Stopping when |LLR| >= b = sprt_threshold
+    means stopping when the +-1 walk reaches +-k with k = ceil(b / L): gambler's ruin on
+    {0, ..., 2k} from k. Returns a dict with ``steps`` (k), ``error`` (= r^k/(1+r^k),
+    r = q/p) and ``expected_hits`` (k (1 - 2 error) / (2 eps)). Wald's approximation in B.5
+    drops the overshoot k L - b; the exact error is <= delta.
+    """
+    e = V.eps(eps)
+    b = sprt_threshold(delta)
+    L = 2.0 * jnp.arctanh(2.0 * e)
+    k = jnp.ceil(b / L - 1e-12)
+    p, q = 0.5 + e, 0.5 - e
+    rk = jnp.exp(k * (jnp.log(q) - jnp.log(p)))
+    err = rk / (1.0 + rk)
+    expected = k * (1.0 - 2.0 * err) / (p - q)
+    return {"steps": k, "error": err, "expected_hits": expected}
+
+
+def sequential_queries(alpha, tau, eps, delta):
+    """D.7 / B.5 with routing: expected draws = E[T_SPRT] / (alpha tau) (exact SPRT hits)."""
+    a = V.alpha(alpha)
+    t = V.interval("tau", tau, 0.0, 1.0, hi_closed=True)
+    return sprt_exact(eps, delta)["expected_hits"] / (a * t)
+
+
+# --------------------------------------------------------------------------- B.7
+def score_flagger(u, hard, weights, keep_rate):
+    """B.7: the keep-rate-constrained flagger that thresholds a score u(x) (finite contexts).
+
+    Among all (randomised) rules with E[keep] = keep_rate, the Neyman-Pearson rule keeps
+    contexts in decreasing order of P(hard | x) = hard(x); when u is monotone in that
+    likelihood ratio (the MLR assumption) this is a threshold on u. Ties at the threshold are
+    kept with a probability that makes the keep rate exact.
+
+    Args:
+      u: score per context (K,), larger = more likely hard (used for ordering).
+      hard: P(X in X_hard | x) per context, in [0, 1] (0/1 for a deterministic hard set).
+      weights: mu(x), a probability vector (K,).
+      keep_rate: beta in (0, 1).
+    Returns: dict with ``keep`` (probability of keeping each context), ``tau`` (= P(keep |
+      hard)), ``phi`` (= P(keep | easy)) and ``alpha``.
+    """
+    u = V.finite("u", u)
+    h = V.probability("hard", hard)
+    w = V.prob_vector("weights", weights)
+    V.same_shape(u=u, hard=h, weights=w)
+    beta = V.interval("keep_rate", keep_rate, 0.0, 1.0)
+    order = jnp.argsort(-u, stable=True)
+    cw = jnp.cumsum(w[order])
+    prev = cw - w[order]
+    frac = jnp.clip((beta - prev) / jnp.where(w[order] > 0, w[order], 1.0), 0.0, 1.0)
+    keep = jnp.zeros_like(w).at[order].set(frac)
+    alpha_ = jnp.sum(w * h)
+    tau = jnp.sum(w * h * keep) / alpha_
+    phi = jnp.sum(w * (1.0 - h) * keep) / (1.0 - alpha_)
+    return {"keep": keep, "tau": tau, "phi": phi, "alpha": alpha_}
+
+
+# --------------------------------------------------------------------------- helpers
+def _eta(eta, gamma):
+    """eta must lie in (0, gamma) (Theorem 2)."""
+    h = V.positive("eta", eta)
+    ce, cg = V.concrete(eta), V.concrete(gamma)
+    if ce is not None and cg is not None:
+        import numpy as np
+
+        bad = np.broadcast_to(ce, np.broadcast_shapes(np.shape(ce), np.shape(cg))) >= cg
+        if np.any(bad):
+            raise ValueError(f"eta must lie in (0, gamma); got eta={ce!r} with gamma={cg!r}")
+    return h
