@@ -1,0 +1,270 @@
+"""A Llama-family decoder in Flax NNX (SmolLM2, Llama 2/3 without rope scaling, TinyLlama, ...).
+
+    h_0 = E[x];  h <- h + Attn(RMSNorm(h));  h <- h + SwiGLU(RMSNorm(h));  logits = RMSNorm(h) W_out
+
+The numerics follow Hugging Face's ``LlamaForCausalLM`` (rotate-half RoPE, RMSNorm in float32, softmax in
+float32), so pretrained checkpoints give the same logits. Weights are stored ``(in, out)`` (``x @ W``)
+and stacked over layers (leading axis ``L``), so the layer loop is either unrolled or one ``lax.scan``
+(``LlamaConfig.scan_layers``) over the same parameters, and each weight has a single path for the
+sharding rules (``murphyjax.sharding``).
+
+Shortcuts: no attention/MLP biases, no rope scaling, no dropout, no sliding window. Positions come from
+the attention mask (``cumsum(mask) - 1``), so left padding does not shift a prompt's positions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+    """Architecture and numerics of a Llama-family decoder.
+
+    ``dtype`` is the compute dtype of activations and matmuls; ``param_dtype`` the storage dtype of the
+    weights (keep float32 for training; ``dtype="bfloat16"`` is the accelerator option). Norms, softmax,
+    RoPE and logits are always computed in float32.
+    """
+
+    vocab_size: int = 49152
+    hidden_size: int = 576
+    intermediate_size: int = 1536
+    num_layers: int = 30
+    num_heads: int = 9
+    num_kv_heads: int = 3
+    head_dim: int = 64
+    rope_theta: float = 100000.0
+    rms_norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+    max_seq_len: int = 8192
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    scan_layers: bool = False
+    init_std: float = 0.02
+
+    def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
+                     "num_kv_heads", "head_dim", "max_seq_len"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_kv_heads must divide num_heads ({self.num_heads}), got {self.num_kv_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim must be even (rotary pairs), got {self.head_dim}")
+        for name in ("rope_theta", "rms_norm_eps", "init_std"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("dtype", "param_dtype"):
+            if getattr(self, name) not in _DTYPES:
+                raise ValueError(f"{name} must be one of {_DTYPES}, got {getattr(self, name)!r}")
+
+    @property
+    def num_params(self) -> int:
+        """Parameter count N (embedding included once when tied)."""
+        d, f, hd = self.hidden_size, self.intermediate_size, self.head_dim
+        attn = d * hd * (2 * self.num_heads + 2 * self.num_kv_heads)
+        layer = attn + 3 * d * f + 2 * d
+        head = 0 if self.tie_embeddings else d * self.vocab_size
+        return self.vocab_size * d + self.num_layers * layer + d + head
+
+    @classmethod
+    def smollm2_135m(cls, **kw) -> "LlamaConfig":
+        """SmolLM2-135M(-Instruct): 30 layers, d=576, 9 heads / 3 KV heads, tied head, 134.5 M params."""
+        return cls(**kw)
+
+    @classmethod
+    def tiny(cls, **kw) -> "LlamaConfig":
+        """A tiny random config of the same architecture (GQA, tied head) for tests."""
+        base = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
+                    num_kv_heads=2, head_dim=16, rope_theta=10000.0, max_seq_len=256)
+        return cls(**{**base, **kw})
+
+
+class KVCache(NamedTuple):
+    """Keys/values of every layer for ``T`` slots; slot ``t`` attends only if ``valid[:, t]``."""
+
+    k: jax.Array  # (L, B, T, K, hd)
+    v: jax.Array  # (L, B, T, K, hd)
+    valid: jax.Array  # (B, T) bool
+    index: jax.Array  # () int32, next slot to write
+
+    @classmethod
+    def init(cls, cfg: LlamaConfig, batch: int, length: int) -> "KVCache":
+        shape = (cfg.num_layers, batch, length, cfg.num_kv_heads, cfg.head_dim)
+        z = jnp.zeros(shape, cfg.dtype)
+        return cls(z, z, jnp.zeros((batch, length), bool), jnp.zeros((), jnp.int32))
+
+
+def rms_norm(x: jax.Array, w: jax.Array, eps: float) -> jax.Array:
+    """RMSNorm, y = w * x / sqrt(mean(x^2) + eps), statistics in float32 (as HF Llama)."""
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return w.astype(x.dtype) * y.astype(x.dtype)
+
+
+def rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+    """Rotary embedding, rotate-half layout: x*cos + rotate_half(x)*sin, angles p / theta^(2i/hd).
+
+    Args: x (B, S, heads, hd); positions (B, S) integers. Returns x rotated, same dtype.
+    """
+    hd = x.shape[-1]
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, hd, 2, dtype=jnp.float32) / hd))
+    ang = positions.astype(jnp.float32)[..., None] * inv_freq  # (B, S, hd/2)
+    cos = jnp.cos(jnp.concatenate([ang, ang], -1))[:, :, None, :]
+    sin = jnp.sin(jnp.concatenate([ang, ang], -1))[:, :, None, :]
+    x32 = x.astype(jnp.float32)
+    x1, x2 = x32[..., : hd // 2], x32[..., hd // 2:]
+    rotated = jnp.concatenate([-x2, x1], -1)
+    return (x32 * cos + rotated * sin).astype(x.dtype)
+
+
+def positions_from_mask(mask: jax.Array) -> jax.Array:
+    """Position of each token among the valid tokens of its row: cumsum(mask) - 1, 0 on padding."""
+    return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+def attention(q, kv: list[tuple[jax.Array, jax.Array]], bias):
+    """Grouped-query attention softmax(q k^T / sqrt(hd) + bias) v without repeating K/V heads.
+
+    Args:
+      q: (B, S, H, hd) queries.
+      kv: chunks of keys/values [(k, v), ...], each (B, T_i, K, hd) with K | H; attended as if
+        concatenated along T (the KV cache and the new tokens, without copying the cache).
+      bias: (B, S, sum T_i) additive float32 mask.
+
+    Returns: (B, S, H*hd).
+    """
+    b, s, h, hd = q.shape
+    kh = kv[0][0].shape[2]
+    q = q.reshape(b, s, kh, h // kh, hd) * jnp.asarray(hd ** -0.5, q.dtype)
+    scores = jnp.concatenate(
+        [jnp.einsum("bskgd,btkd->bkgst", q, k, preferred_element_type=jnp.float32) for k, _ in kv], -1)
+    p = jax.nn.softmax(scores + bias[:, None, None], axis=-1).astype(q.dtype)
+    out, start = 0.0, 0
+    for k, v in kv:
+        out = out + jnp.einsum("bkgst,btkd->bskgd", p[..., start:start + k.shape[1]], v)
+        start += k.shape[1]
+    return out.reshape(b, s, h * hd)
+
+
+def _mask_bias(allowed: jax.Array) -> jax.Array:
+    # A large finite negative (not -inf): a fully masked row (a padding query) stays finite.
+    return jnp.where(allowed, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
+
+
+def _block(cfg: LlamaConfig, x, p, positions, bias, kv_old):
+    """One decoder layer. ``kv_old``: cached (k, v) of earlier slots or None. Returns (x, (k, v) new)."""
+    dt = x.dtype
+    b, s, _ = x.shape
+    h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
+    q = (h @ p["wq"].astype(dt)).reshape(b, s, cfg.num_heads, cfg.head_dim)
+    k = (h @ p["wk"].astype(dt)).reshape(b, s, cfg.num_kv_heads, cfg.head_dim)
+    v = (h @ p["wv"].astype(dt)).reshape(b, s, cfg.num_kv_heads, cfg.head_dim)
+    q, k = rope(q, positions, cfg.rope_theta), rope(k, positions, cfg.rope_theta)
+    chunks = [(k, v)] if kv_old is None else [kv_old, (k, v)]
+    x = x + attention(q, chunks, bias) @ p["wo"].astype(dt)
+    h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
+    gate, up = h @ p["w_gate"].astype(dt), h @ p["w_up"].astype(dt)
+    x = x + (jax.nn.silu(gate) * up) @ p["w_down"].astype(dt)
+    return x, (k, v)
+
+
+class Blocks(nnx.Module):
+    """The decoder layers' weights, stacked over layers (leading axis L); ``x @ W`` layout."""
+
+    def __init__(self, cfg: LlamaConfig, rngs: nnx.Rngs):
+        L, d, f, hd = cfg.num_layers, cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
+        init = jax.nn.initializers.normal(cfg.init_std)
+        pd = jnp.dtype(cfg.param_dtype)
+
+        def w(*shape):
+            return nnx.Param(init(rngs.params(), (L, *shape), pd))
+
+        self.attn_norm = nnx.Param(jnp.ones((L, d), pd))
+        self.wq, self.wk, self.wv = w(d, cfg.num_heads * hd), w(d, cfg.num_kv_heads * hd), w(d, cfg.num_kv_heads * hd)
+        self.wo = w(cfg.num_heads * hd, d)
+        self.mlp_norm = nnx.Param(jnp.ones((L, d), pd))
+        self.w_gate, self.w_up, self.w_down = w(d, f), w(d, f), w(f, d)
+
+    NAMES = ("attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate", "w_up", "w_down")
+
+    def arrays(self) -> dict[str, jax.Array]:
+        return {n: getattr(self, n)[...] for n in self.NAMES}
+
+
+class Llama(nnx.Module):
+    """Llama-family causal LM. ``model(input_ids, attention_mask=None)`` -> float32 logits (B, S, V)."""
+
+    def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
+        self.config = cfg
+        pd = jnp.dtype(cfg.param_dtype)
+        init = jax.nn.initializers.normal(cfg.init_std)
+        self.embed = nnx.Param(init(rngs.params(), (cfg.vocab_size, cfg.hidden_size), pd))
+        self.blocks = Blocks(cfg, rngs)
+        self.final_norm = nnx.Param(jnp.ones((cfg.hidden_size,), pd))
+        self.lm_head = None if cfg.tie_embeddings else nnx.Param(
+            init(rngs.params(), (cfg.hidden_size, cfg.vocab_size), pd))
+
+    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None = None) -> jax.Array:
+        """Logits (B, S, V) float32 of a causal forward pass; padding (mask 0) is never attended to."""
+        if attention_mask is None:
+            attention_mask = jnp.ones(input_ids.shape, bool)
+        h, _ = self.hidden(input_ids, attention_mask, positions_from_mask(attention_mask))
+        return self.logits(h)
+
+    def hidden(self, input_ids, valid, positions, cache: KVCache | None = None):
+        """Final hidden states (B, S, D) after the last norm, and the updated cache (or None).
+
+        With a cache, the S new tokens go to slots [cache.index, cache.index + S) and attend to every
+        earlier valid slot plus, causally, to each other.
+        """
+        cfg = self.config
+        valid = valid.astype(bool)
+        s = input_ids.shape[1]
+        causal = jnp.tril(jnp.ones((s, s), bool))[None] & valid[:, None, :]
+        allowed = causal if cache is None else jnp.concatenate(
+            [jnp.broadcast_to(cache.valid[:, None, :], (valid.shape[0], s, cache.valid.shape[1])), causal], -1)
+        bias = _mask_bias(allowed)
+        x = jnp.take(self.embed[...], input_ids, axis=0).astype(cfg.dtype)
+        layers = self.blocks.arrays()
+
+        def step(x, inputs):
+            p, kv_old = inputs
+            return _block(cfg, x, p, positions, bias, kv_old)
+
+        kv_old = None if cache is None else (cache.k, cache.v)
+        if cfg.scan_layers:
+            x, (k_new, v_new) = jax.lax.scan(step, x, (layers, kv_old))
+        else:
+            # One unstack (whose transpose is one stack) rather than L slices (whose transposes
+            # would pad every layer's gradient to the full stacked shape).
+            leaves, tree = jax.tree.flatten((layers, kv_old))
+            per_layer = [jnp.unstack(a) for a in leaves]
+            outs = []
+            for i in range(cfg.num_layers):
+                x, kv = step(x, jax.tree.unflatten(tree, [a[i] for a in per_layer]))
+                outs.append(kv)
+            k_new, v_new = (jnp.stack(t) for t in zip(*outs))
+        h = rms_norm(x, self.final_norm[...], cfg.rms_norm_eps)
+        if cache is None:
+            return h, None
+        zero = jnp.zeros((), jnp.int32)
+        at = (zero, zero, cache.index, zero, zero)
+        cache = KVCache(jax.lax.dynamic_update_slice(cache.k, k_new.astype(cache.k.dtype), at),
+                        jax.lax.dynamic_update_slice(cache.v, v_new.astype(cache.v.dtype), at),
+                        jax.lax.dynamic_update_slice(cache.valid, valid, (zero, cache.index)),
+                        cache.index + s)
+        return h, cache
+
+    def logits(self, h: jax.Array) -> jax.Array:
+        """Output projection in float32 accumulation: h @ E^T (tied) or h @ W_out."""
+        w = self.embed[...].T if self.lm_head is None else self.lm_head[...]
+        return jnp.matmul(h, w.astype(h.dtype), preferred_element_type=jnp.float32)

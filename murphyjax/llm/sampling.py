@@ -1,0 +1,212 @@
+"""Sampling with a KV cache, and the per-token log-probs a training step uses.
+
+Two log-probs are reported for every sampled token y_t:
+
+* ``logprobs``: log pi(y_t | x, y_<t) of the model itself (temperature 1, no truncation). This is what
+  ``sequence_logprobs`` computes in a training step, and the two agree to float32 round-off for every
+  sampling setting: this is the number to use in policy-gradient ratios, KL terms and DPO.
+* ``sampling_logprobs``: log q(y_t | ...) of the distribution the token was actually drawn from,
+  q = softmax(truncate(logits / T)) renormalised over the kept tokens (top-k, then top-p, as in HF).
+  It equals ``logprobs`` only at temperature 1 without truncation; it is 0 for greedy decoding
+  (temperature 0: q is a point mass). Importance weights between the behaviour distribution q and the
+  policy pi are exp(logprobs - sampling_logprobs).
+
+Prompts may be left- or right-padded (any mask whose valid tokens are in order); they are left-aligned
+first, and positions count valid tokens only, so padding changes nothing but round-off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from murphyjax.llm.model import KVCache, Llama, positions_from_mask
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """How to sample. Static under jit: each distinct config compiles once.
+
+    ``temperature=0`` is greedy. ``top_k=0`` and ``top_p=1`` switch truncation off; ties at a cutoff
+    are kept. Generation of a row stops after it emits any of ``stop_tokens`` (the stop token is part
+    of the completion); later slots hold ``pad_id`` with mask 0.
+    """
+
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    stop_tokens: tuple[int, ...] = ()
+    pad_id: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature!r}")
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"top_k must be a non-negative integer (0 = off), got {self.top_k!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (1 = off), got {self.top_p!r}")
+        object.__setattr__(self, "stop_tokens", tuple(int(t) for t in self.stop_tokens))
+
+
+class Samples(NamedTuple):
+    """Output of ``sample``. Arrays (B, P) for the prompt, (B, N) for the completion."""
+
+    prompt_ids: jax.Array  # left-aligned prompt
+    prompt_mask: jax.Array
+    tokens: jax.Array  # int32, pad_id after a stop token
+    mask: jax.Array  # bool, True for generated tokens (stop token included)
+    logprobs: jax.Array  # float32 log pi(token), model at T=1; 0 where mask is False
+    sampling_logprobs: jax.Array  # float32 log q(token), the distribution sampled from; 0 where masked
+
+    def sequences(self):
+        """(ids, attention_mask, completion_mask), each (B, P + N), ready for ``sequence_logprobs``."""
+        ids = jnp.concatenate([self.prompt_ids, self.tokens], 1)
+        mask = jnp.concatenate([self.prompt_mask.astype(bool), self.mask], 1)
+        completion = jnp.concatenate([jnp.zeros_like(self.prompt_mask, bool), self.mask], 1)
+        return ids, mask, completion
+
+
+def token_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """log softmax(logits)[target] = logits[target] - logsumexp(logits), in float32.
+
+    Args: logits (..., V); targets (...) integer. Returns (...) float32.
+    """
+    logits = logits.astype(jnp.float32)
+    picked = jnp.take_along_axis(logits, targets[..., None].astype(jnp.int32), -1)[..., 0]
+    return picked - jax.nn.logsumexp(logits, axis=-1)
+
+
+def sequence_logprobs(model: Llama, ids: jax.Array, mask: jax.Array, completion_mask: jax.Array) -> jax.Array:
+    """Per-token log-probs of the completion tokens, aligned with ``ids``.
+
+    out[b, t] = log pi(ids[b, t] | ids[b, <t]) where completion_mask[b, t], else 0 (always 0 at t = 0).
+    Sum over t for a sequence log-prob (TRL's ``logps``).
+
+    Args:
+      model: the policy.
+      ids: (B, S) token ids. mask: (B, S) attention mask (1 = real token).
+      completion_mask: (B, S) which tokens to score (completion, not prompt, not padding).
+
+    Returns: (B, S) float32.
+    """
+    logits = model(ids, mask)
+    lp = token_logprobs(logits[:, :-1], ids[:, 1:])
+    lp = jnp.concatenate([jnp.zeros_like(lp[:, :1]), lp], 1)
+    return jnp.where(completion_mask.astype(bool), lp, 0.0)
+
+
+def left_align(ids: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Move each row's padding to the left, keeping the order of its valid tokens."""
+    order = jnp.argsort(mask.astype(jnp.int32), axis=1, stable=True)
+    return jnp.take_along_axis(ids, order, 1), jnp.take_along_axis(mask.astype(bool), order, 1)
+
+
+def _truncate(z: jax.Array, top_k: int, top_p: float) -> jax.Array:
+    """Set logits outside the top-k, then outside the top-p nucleus, to -inf (HF order and semantics)."""
+    if top_k and top_k < z.shape[-1]:
+        kth = jax.lax.top_k(z, top_k)[0][..., -1:]
+        z = jnp.where(z < kth, -jnp.inf, z)
+    if top_p < 1.0:
+        zs = jnp.sort(z, axis=-1)[..., ::-1]
+        ps = jax.nn.softmax(zs, axis=-1)
+        keep = (jnp.cumsum(ps, -1) - ps) < top_p  # smallest prefix whose mass reaches top_p
+        cutoff = jnp.min(jnp.where(keep, zs, jnp.inf), axis=-1, keepdims=True)
+        z = jnp.where(z < cutoff, -jnp.inf, z)
+    return z
+
+
+def choose(logits: jax.Array, key: jax.Array, cfg: SamplingConfig):
+    """Pick next tokens from (B, V) logits. Returns (tokens, model log-probs, sampling log-probs)."""
+    logits = logits.astype(jnp.float32)
+    if cfg.temperature == 0:
+        tok = jnp.argmax(logits, -1).astype(jnp.int32)
+        lq = jnp.zeros(tok.shape, jnp.float32)
+    else:
+        z = _truncate(logits / cfg.temperature, cfg.top_k, cfg.top_p)
+        tok = jax.random.categorical(key, z, axis=-1).astype(jnp.int32)
+        lq = token_logprobs(z, tok)
+    return tok, token_logprobs(logits, tok), lq
+
+
+def sample(model: Llama, prompt_ids: jax.Array, prompt_mask: jax.Array | None, key: jax.Array,
+           config: SamplingConfig = SamplingConfig()) -> Samples:
+    """Sample completions of a batch of prompts with a KV cache, under ``jax.jit``.
+
+    Args:
+      model: the policy.
+      prompt_ids: (B, P) int token ids, left- or right-padded.
+      prompt_mask: (B, P) 1 for real tokens (None: all real).
+      key: a JAX PRNG key (all randomness of the call comes from it).
+      config: sampling settings.
+
+    Returns: ``Samples``.
+    """
+    prompt_ids = jnp.asarray(prompt_ids, jnp.int32)
+    prompt_mask = jnp.ones(prompt_ids.shape, bool) if prompt_mask is None else jnp.asarray(prompt_mask, bool)
+    graphdef, state = nnx.split(model)
+    return _sample(graphdef, state, prompt_ids, prompt_mask, key, config)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "config"))
+def _sample(graphdef, state, ids, mask, key, config: SamplingConfig) -> Samples:
+    model = nnx.merge(graphdef, state)
+    ids, mask = left_align(ids, mask)
+    b, p = ids.shape
+    n = config.max_new_tokens
+    cache = KVCache.init(model.config, b, p + n)
+    h, cache = model.hidden(ids, mask, positions_from_mask(mask), cache)
+    logits = model.logits(h[:, -1])
+    stops = jnp.asarray(config.stop_tokens or (-1,), jnp.int32)
+
+    def body(carry):
+        i, cache, logits, key, done, pos, out = carry
+        key, sub = jax.random.split(key)
+        tok, lp, lq = choose(logits, sub, config)
+        live = ~done
+        tok = jnp.where(live, tok, config.pad_id)
+        out = jax.tree.map(lambda o, x: o.at[:, i].set(x), out,
+                           (tok, live, jnp.where(live, lp, 0.0), jnp.where(live, lq, 0.0)))
+        done = done | jnp.isin(tok, stops)
+
+        def forward(cache):
+            h, cache = model.hidden(tok[:, None], live[:, None], pos[:, None], cache)
+            return model.logits(h[:, 0]), cache
+
+        logits, cache = jax.lax.cond(i + 1 < n, forward, lambda c: (logits, c), cache)
+        return i + 1, cache, logits, key, done, pos + 1, out
+
+    out = (jnp.full((b, n), config.pad_id, jnp.int32), jnp.zeros((b, n), bool),
+           jnp.zeros((b, n), jnp.float32), jnp.zeros((b, n), jnp.float32))
+    carry = (jnp.zeros((), jnp.int32), cache, logits, key, jnp.zeros((b,), bool),
+             jnp.sum(mask, 1, dtype=jnp.int32), out)
+    carry = jax.lax.while_loop(lambda c: (c[0] < n) & ~jnp.all(c[4]), body, carry)
+    tokens, live, lp, lq = carry[-1]
+    return Samples(ids, mask, tokens, live, lp, lq)
+
+
+def generate_text(model: Llama, tokenizer, prompts: list[str] | list[list[dict]], key: jax.Array | None = None,
+                  config: SamplingConfig | None = None, *, chat: bool = True) -> list[str]:
+    """Convenience: complete text prompts (or chat message lists, formatted with the chat template).
+
+    Greedy with stop at the tokenizer's EOS unless ``config`` says otherwise.
+    """
+    if chat:
+        prompts = [tokenizer.apply_chat_template(m if isinstance(m, list) else [{"role": "user", "content": m}],
+                                                 tokenize=False, add_generation_prompt=True) for m in prompts]
+    enc = tokenizer(prompts, padding=True, return_tensors="np", add_special_tokens=False)
+    if config is None:
+        stops = tuple(t for t in (tokenizer.eos_token_id,) if t is not None)
+        config = SamplingConfig(max_new_tokens=64, temperature=0.0, stop_tokens=stops,
+                                pad_id=tokenizer.pad_token_id or 0)
+    key = jax.random.key(0) if key is None else key
+    out = sample(model, enc["input_ids"], enc["attention_mask"], key, config)
+    return [tokenizer.decode([int(t) for t, m in zip(row, msk) if m], skip_special_tokens=True)
+            for row, msk in zip(out.tokens, out.mask)]
