@@ -91,6 +91,9 @@ def _theory_check(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from murphyjax._cache import enable_compilation_cache
+
+    enable_compilation_cache()
     try:
         return args.func(args)
     except UsageError as e:

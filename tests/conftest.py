@@ -6,3 +6,7 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
 import murphyjax  # noqa: E402,F401  (turns on x64)
+
+from murphyjax._cache import enable_compilation_cache  # noqa: E402
+
+enable_compilation_cache()

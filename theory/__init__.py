@@ -36,3 +36,71 @@ from murphyjax.theory.murphy import (
     sprt_threshold,
     transcript_kl_bound,
 )
+from murphyjax.theory.tilting import (
+    Tilt,
+    exponential_score_tilt,
+    gaussian_tilt,
+    hard_mass,
+    hard_mass_cs_bound,
+    hard_mass_cs_integrated,
+    hard_mass_drift,
+    hard_mass_first_order,
+    i_projection,
+    log_partition,
+    tilt,
+    vector_log_partition,
+    vector_tilt,
+)
+from murphyjax.theory.gap import (
+    alignment_gap,
+    conditional_true_mean,
+    exponential_gap,
+    gaussian_gap,
+    heavy_tail_tilt,
+    kwa_tail_mixture,
+    true_utility_peak,
+)
+from murphyjax.theory.laws import (
+    first_downturn,
+    logistic_policy,
+    optimization_drift,
+    overoptimization,
+    policy_value,
+    policy_value_derivative,
+    policy_value_derivative_paper,
+    proxy_true_divergence,
+    shifted_value,
+    tilted_value,
+)
+from murphyjax.theory.multiobjective import (
+    cover_number,
+    disagreement_set,
+    margins,
+    multiobjective_bound,
+    optimal_actions,
+    regrets,
+)
+from murphyjax.theory.maps import (
+    drift_at_zero,
+    flagger_beta_star,
+    flagger_covariance,
+    maps_weights,
+    project_out_hard,
+    residual_drift,
+    shaped_score,
+    temperature_kl,
+)
+from murphyjax.theory.bon import (
+    bon_kl,
+    bon_kl_bound,
+    bon_probs,
+    bon_unbiased_estimate,
+    bon_win_rate,
+    bon_win_rate_exact,
+    expected_max_normal,
+    fit_gao,
+    gao_bon,
+    gao_peak,
+    gao_rl,
+    tilt_frontier_normal,
+)

@@ -231,7 +231,7 @@ def mixture_exponent(alphas, eps):
     a = V.interval("alphas", alphas, 0.0, 1.0)
     c = V.concrete(alphas)
     if c is not None and (c.sum(-1) >= 1).any():
-        raise ValueError(f"alphas must sum to less than 1 (total hard mass); got {c.sum(-1)!r}")
+        raise ValueError(f"alphas must sum to less than 1 (total hard mass); got {V._fmt(c.sum(-1))}")
     k = kappa(eps)
     V.broadcastable(alphas=a, eps=k)
     return jnp.sum(a * k, axis=-1)
@@ -366,5 +366,5 @@ def _eta(eta, gamma):
 
         bad = np.broadcast_to(ce, np.broadcast_shapes(np.shape(ce), np.shape(cg))) >= cg
         if np.any(bad):
-            raise ValueError(f"eta must lie in (0, gamma); got eta={ce!r} with gamma={cg!r}")
+            raise ValueError(f"eta must lie in (0, gamma); got eta={V._fmt(ce)} with gamma={V._fmt(cg)}")
     return h

@@ -32,6 +32,10 @@ class Row:
     erratum: bool = False
     note: str = ""
 
+    def __post_init__(self):
+        for name in ("closed_form", "independent", "tol"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
     @property
     def error(self) -> float:
         a, b = float(self.closed_form), float(self.independent)
@@ -45,7 +49,7 @@ class Row:
 
     @property
     def passed(self) -> bool:
-        return self.error <= self.tol
+        return bool(self.error <= self.tol)
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -66,6 +70,11 @@ def run_all(seed: int = 0, select: str | None = None) -> list[Row]:
     """Run every registered check (optionally only ids containing ``select``)."""
     from murphyjax.theory.checks import (  # noqa: F401  (registration side effect)
         murphy_checks,
+        tilting_checks,
+        gap_checks,
+        laws_checks,
+        maps_checks,
+        bon_checks,
     )
 
     rows: list[Row] = []
