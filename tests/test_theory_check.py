@@ -1,0 +1,31 @@
+"""The theory check as a whole: every non-erratum row passes, every erratum row fails."""
+
+import pytest
+
+from murphyjax.theory.checks import run_all
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return run_all(seed=0)
+
+
+def test_every_row_passes_except_the_errata(rows):
+    failed = [r.id for r in rows if not r.erratum and not r.passed]
+    assert failed == []
+    assert len(rows) >= 100
+
+
+def test_errata_show_the_paper_failing(rows):
+    errata = {r.id: r for r in rows if r.erratum}
+    assert set(errata) == {"B8.kl_paper", "B8.bound_paper", "B5.wald_paper", "C2.kl_convex_paper", "B4.paper", "C7.paper"}
+    assert all(not r.passed for r in errata.values())
+    # each erratum has a corrected twin that passes
+    ids = {r.id: r for r in rows}
+    for corrected in ["B8.kl_correct", "B8.bound_correct", "B5.wald_corrected", "C2.kl_curvature", "B4.full", "C7.corrected"]:
+        assert ids[corrected].passed
+
+
+def test_row_ids_are_unique(rows):
+    ids = [r.id for r in rows]
+    assert len(ids) == len(set(ids))
