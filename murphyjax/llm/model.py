@@ -15,6 +15,7 @@ the attention mask (``cumsum(mask) - 1``), so left padding does not shift a prom
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -268,3 +269,26 @@ class Llama(nnx.Module):
         """Output projection in float32 accumulation: h @ E^T (tied) or h @ W_out."""
         w = self.embed[...].T if self.lm_head is None else self.lm_head[...]
         return jnp.matmul(h, w.astype(h.dtype), preferred_element_type=jnp.float32)
+
+
+def init(cfg: LlamaConfig, seed: int = 0) -> Llama:
+    """A randomly initialised ``Llama``, built by one compiled function (eager init compiles op by op)."""
+    return _init(cfg, jax.random.key(seed))
+
+
+@functools.partial(nnx.jit, static_argnums=0)
+def _init(cfg, key):
+    return Llama(cfg, rngs=nnx.Rngs(key))
+
+
+@nnx.jit
+def forward(model: Llama, input_ids: jax.Array, attention_mask: jax.Array | None = None) -> jax.Array:
+    """``model(input_ids, attention_mask)`` compiled once per shape (eager calls dispatch op by op)."""
+    return model(input_ids, attention_mask)
+
+
+@nnx.jit
+def decode(model: Llama, input_ids, valid, positions, cache: KVCache):
+    """One compiled cached step: logits (B, S, V) of the new tokens and the updated cache."""
+    h, cache = model.hidden(input_ids, valid, positions, cache)
+    return model.logits(h), cache

@@ -84,6 +84,7 @@ def token_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return picked - jax.nn.logsumexp(logits, axis=-1)
 
 
+@nnx.jit
 def sequence_logprobs(model: Llama, ids: jax.Array, mask: jax.Array, completion_mask: jax.Array) -> jax.Array:
     """Per-token log-probs of the completion tokens, aligned with ``ids``.
 

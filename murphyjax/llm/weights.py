@@ -110,6 +110,11 @@ def _field(reader, key, default=None):
     return default if f is None else f.contents()
 
 
+def _f32(x) -> float:
+    # GGUF stores float32: take the shortest decimal that round-trips it (1e-05, not 9.99999974e-06)
+    return float(str(np.float32(x)))
+
+
 def config_from_gguf(reader, **overrides) -> LlamaConfig:
     """LlamaConfig from GGUF metadata (architecture ``llama``)."""
     arch = _field(reader, "general.architecture")
@@ -126,8 +131,7 @@ def config_from_gguf(reader, **overrides) -> LlamaConfig:
         num_layers=int(a("block_count")), num_heads=heads,
         num_kv_heads=int(a("attention.head_count_kv", heads)),
         head_dim=int(a("attention.key_length", a("rope.dimension_count", d // heads))),
-        rope_theta=float(a("rope.freq_base", 10000.0)),
-        rms_norm_eps=float(np.float32(a("attention.layer_norm_rms_epsilon", 1e-5))),
+        rope_theta=_f32(a("rope.freq_base", 10000.0)), rms_norm_eps=_f32(a("attention.layer_norm_rms_epsilon", 1e-5)),
         tie_embeddings="output.weight" not in names, max_seq_len=int(a("context_length", 8192))), **overrides})
 
 

@@ -1,0 +1,118 @@
+"""The Flax NNX Llama: shapes and dtypes, RoPE and RMSNorm against independent forms, KV cache, padding."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from murphyjax.llm import KVCache, Llama, LlamaConfig, decode, forward, positions_from_mask
+from murphyjax.llm.model import rms_norm, rope
+
+CFG = LlamaConfig.tiny()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return Llama(CFG, rngs=nnx.Rngs(0))
+
+
+def ids_of(shape, seed=1, vocab=CFG.vocab_size):
+    return jax.random.randint(jax.random.key(seed), shape, 0, vocab, jnp.int32)
+
+
+def test_logits_shape_and_float32_everywhere(model):
+    logits = forward(model, ids_of((3, 7)))
+    assert logits.shape == (3, 7, CFG.vocab_size) and logits.dtype == jnp.float32
+    params = nnx.state(model, nnx.Param)
+    assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+    assert sum(x.size for x in jax.tree.leaves(params)) == CFG.num_params
+    # tiny config written out: 256*64 embed + 2 layers * (64*16*(2*4+2*2) + 3*64*128 + 2*64) + 64
+    assert CFG.num_params == 16384 + 2 * (12288 + 24576 + 128) + 64 == 90432
+
+
+def test_smollm2_parameter_count():
+    assert LlamaConfig.smollm2_135m().num_params == 134_515_008
+
+
+def test_untied_head_and_bf16_compute():
+    cfg = LlamaConfig.tiny(tie_embeddings=False)
+    m = Llama(cfg, rngs=nnx.Rngs(0))
+    assert m.lm_head[...].shape == (cfg.hidden_size, cfg.vocab_size)
+    x = ids_of((2, 9))
+    ref = forward(m, x)
+    m16 = Llama(LlamaConfig.tiny(tie_embeddings=False, dtype="bfloat16"), rngs=nnx.Rngs(0))
+    out = forward(m16, x)
+    assert out.dtype == jnp.float32 and m16.embed[...].dtype == jnp.float32
+    err = float(jnp.max(jnp.abs(out - ref)))
+    assert 0 < err < 0.05  # bf16 rounding, not garbage
+
+
+def test_rope_equals_complex_rotation_of_half_pairs():
+    # rotate-half RoPE rotates the pair (x_i, x_{i+hd/2}) by angle p * theta^(-2i/hd): a complex product.
+    hd, theta = 8, 10000.0
+    x = np.random.default_rng(0).normal(size=(1, 5, 2, hd)).astype(np.float32)
+    pos = np.array([[0, 1, 2, 7, 100]])
+    z = (x[..., : hd // 2] + 1j * x[..., hd // 2:]) * np.exp(
+        1j * pos[..., None, None] * theta ** (-np.arange(0, hd, 2) / hd))
+    expected = np.concatenate([z.real, z.imag], -1)
+    np.testing.assert_allclose(rope(jnp.asarray(x), jnp.asarray(pos), theta), expected, atol=2e-5)
+
+
+def test_rms_norm_closed_form():
+    x = jnp.asarray([[3.0, 4.0]], jnp.float32)  # rms = sqrt(12.5)
+    w = jnp.asarray([1.0, 2.0], jnp.float32)
+    np.testing.assert_allclose(rms_norm(x, w, 0.0), [[3 / 12.5 ** 0.5, 8 / 12.5 ** 0.5]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_kv_cache_decode_equals_full_forward(scan):
+    cfg = LlamaConfig.tiny(scan_layers=scan)
+    m = Llama(cfg, rngs=nnx.Rngs(0))
+    x = ids_of((2, 12))
+    full = forward(m, x)
+    cache = KVCache.init(cfg, 2, 12)
+    valid = jnp.ones((2, 5), bool)
+    logits, cache = decode(m, x[:, :5], valid, positions_from_mask(valid), cache)  # prefill 5
+    outs = [logits]
+    for t in range(5, 12):  # then one token at a time
+        logits, cache = decode(m, x[:, t:t + 1], jnp.ones((2, 1), bool), jnp.full((2, 1), t, jnp.int32), cache)
+        outs.append(logits)
+    np.testing.assert_allclose(jnp.concatenate(outs, 1), full, atol=2e-5)
+    assert int(cache.index) == 12 and bool(cache.valid.all())
+
+
+def test_scan_and_unrolled_layers_agree(model):
+    x = ids_of((2, 6))
+    scanned = nnx.merge(*nnx.split(Llama(LlamaConfig.tiny(scan_layers=True), rngs=nnx.Rngs(0))))
+    np.testing.assert_allclose(forward(scanned, x), forward(model, x), atol=2e-5)
+
+
+def test_left_padding_changes_nothing(model):
+    x = ids_of((1, 6))
+    pad = jnp.concatenate([jnp.full((1, 3), 7, jnp.int32), x], 1)
+    mask = jnp.concatenate([jnp.zeros((1, 3), bool), jnp.ones((1, 6), bool)], 1)
+    np.testing.assert_allclose(forward(model, pad, mask)[:, 3:], forward(model, x), atol=2e-5)
+    assert positions_from_mask(mask).tolist() == [[0, 0, 0, 0, 1, 2, 3, 4, 5]]
+
+
+def test_padding_is_never_attended(model):
+    # changing the token under a padding slot must not change any valid position's logits
+    x = ids_of((1, 8))
+    mask = jnp.asarray([[1, 1, 1, 0, 1, 1, 1, 1]], bool)
+    a = forward(model, x, mask)
+    b = forward(model, x.at[0, 3].set((x[0, 3] + 1) % CFG.vocab_size), mask)
+    keep = np.asarray(mask[0])
+    np.testing.assert_array_equal(np.asarray(a)[0, keep], np.asarray(b)[0, keep])
+
+
+@pytest.mark.parametrize("bad, msg", [
+    (dict(num_kv_heads=3), "num_kv_heads must divide"),
+    (dict(head_dim=15), "head_dim must be even"),
+    (dict(dtype="float64"), "dtype must be one of"),
+    (dict(hidden_size=0), "hidden_size must be a positive integer"),
+    (dict(rope_theta=-1.0), "rope_theta must be > 0"),
+])
+def test_config_validation(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        LlamaConfig.tiny(**bad)
