@@ -29,3 +29,12 @@ def test_errata_show_the_paper_failing(rows):
 def test_row_ids_are_unique(rows):
     ids = [r.id for r in rows]
     assert len(ids) == len(set(ids))
+
+
+def test_errata_list_refers_to_existing_rows(rows):
+    from murphyjax.theory.errata import ERRATA, errata_markdown
+
+    ids = {r.id for r in rows}
+    for e in ERRATA:
+        assert set(e["rows"]) <= ids, e["id"]
+    assert errata_markdown().count("\n") == len(ERRATA) + 1

@@ -104,3 +104,4 @@ from murphyjax.theory.bon import (
     gao_rl,
     tilt_frontier_normal,
 )
+from murphyjax.theory.errata import ERRATA, errata_markdown
