@@ -124,7 +124,7 @@ def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTr
     with jax.named_scope("optimizer"):
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": nll / denom, "tokens": n, "grad_norm": optax.global_norm(grads)}
+    metrics = {"loss": nll / denom, "tokens": n, "grad_norm": optax.tree.norm(grads)}
     return TrainState(state.step + 1, params, opt_state, state.rng), metrics
 
 
