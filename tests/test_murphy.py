@@ -173,3 +173,18 @@ def test_functions_work_under_jit_and_vmap():
     e = 0.1
     dk = 4 * math.atanh(2 * e) + 8 * e / (1 - 4 * e**2)
     np.testing.assert_allclose(d, -10 * dk * float(T.murphy_lower_bound(100.0, 0.1, e, 1.0)), rtol=1e-12)
+
+
+def test_majority_error_matches_the_direct_binomial_sum():
+    from scipy.stats import binom
+
+    for T in [1, 2, 7, 50, 51, 400]:
+        for p in [0.5, 0.55, 0.7, 0.95]:
+            S = binom(T, p)
+            k = np.arange(T + 1)
+            direct = float(np.sum(np.where(2 * k < T, S.pmf(k), np.where(2 * k == T, 0.5 * S.pmf(k), 0.0))))
+            np.testing.assert_allclose(float(T_maj(T, p)), direct, rtol=1e-11)
+
+
+def T_maj(T_, p):
+    return T.majority_error(T_, p)

@@ -105,3 +105,10 @@ from murphyjax.theory.bon import (
     tilt_frontier_normal,
 )
 from murphyjax.theory.errata import ERRATA, errata_markdown
+from murphyjax.theory.sharp import (
+    PROTOCOLS,
+    bayes_error,
+    chernoff_error_approx,
+    chernoff_information,
+    error_exponents,
+)

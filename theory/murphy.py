@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import gammaln, xlogy
+from jax.scipy.special import betainc, gammaln, xlogy
 
 from murphyjax.theory import _validate as V
 
@@ -146,7 +146,10 @@ def _binom_logpmf(k, T, p):
 def majority_error(T, p):
     """Exact error of the majority vote over T i.i.d. Ber(p) votes (p = P(vote is right)).
 
-    P(S < T/2) + P(S = T/2) / 2 (a tie is broken by a fair coin), S ~ Bin(T, p).
+    P(S < T/2) + P(S = T/2) / 2 (a tie is broken by a fair coin), S ~ Bin(T, p). The binomial
+    CDF is the regularised incomplete beta function, P(S <= m) = I_{1-p}(T - m, m + 1), so the
+    cost is O(1) per (T, p) for any T (relative accuracy ~1e-12, checked against the direct sum
+    in the tests).
 
     Args:
       T: number of votes, non-negative integers (any shape; concrete, not traced).
@@ -155,18 +158,16 @@ def majority_error(T, p):
     V.integer("T", T)
     T = jnp.asarray(T, V.F64)
     p = V.probability("p", p)
-    tmax = int(V.concrete(T).max()) if T.size else 0
-    T, p = jnp.broadcast_arrays(T, p)
-    return _majority_error(T, p, tmax)
+    return _majority_error(T, p)
 
 
-@jax.jit(static_argnums=2)
-def _majority_error(T, p, tmax):
-    k = jnp.arange(tmax + 1, dtype=V.F64)
-    Tb, pb = T[..., None], p[..., None]
-    logpmf = _binom_logpmf(k, Tb, pb)
-    w = jnp.where(2 * k < Tb, 1.0, jnp.where(2 * k == Tb, 0.5, 0.0))
-    return jnp.sum(jnp.where(k <= Tb, w * jnp.exp(logpmf), 0.0), axis=-1)
+@jax.jit
+def _majority_error(T, p):
+    m = jnp.floor((T - 1.0) / 2.0)  # the largest k with 2k < T (-1 when T = 0)
+    below = jnp.where(m >= 0, betainc(jnp.maximum(T - m, 1.0), jnp.maximum(m + 1.0, 1.0), 1.0 - p), 0.0)
+    half = T / 2.0
+    tie = jnp.where(jnp.mod(T, 2.0) == 0, jnp.exp(_binom_logpmf(half, T, p)), 0.0)
+    return below + 0.5 * tie
 
 
 # --------------------------------------------------------------------------- Theorem 3

@@ -75,6 +75,7 @@ def run_all(seed: int = 0, select: str | None = None) -> list[Row]:
         laws_checks,
         maps_checks,
         bon_checks,
+        sharp_checks,
     )
 
     rows: list[Row] = []
