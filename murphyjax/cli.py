@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     chk.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE ('-' for stdout)")
-    chk.add_argument("--select", metavar="TEXT", help="only rows whose id contains TEXT")
+    chk.add_argument("--select", metavar="PREFIX", help="only rows whose id starts with PREFIX (e.g. C7, thm1, B8.kl)")
     chk.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the Monte Carlo checks (default 0)")
     chk.set_defaults(func=_theory_check)
 
@@ -89,7 +89,7 @@ def _theory_check(args) -> int:
 
     rows = run_all(seed=args.seed, select=args.select)
     if args.select and not rows:
-        raise UsageError(f"--select: no check id contains {args.select!r}")
+        raise UsageError(f"--select: no check id starts with {args.select!r}")
     if args.json != "-":
         print(theory_table(rows))
     if args.json:

@@ -28,7 +28,7 @@ def test_help_reads_well():
         (("nonsense",), "invalid choice: 'nonsense'"),
         (("theory", "check", "--seed", "-3"), "argument --seed: expected a non-negative integer, got '-3'"),
         (("theory", "check", "--bogus"), "unrecognized arguments: --bogus"),
-        (("theory", "check", "--select", "no-such-row"), "--select: no check id contains 'no-such-row'"),
+        (("theory", "check", "--select", "no-such-row"), "--select: no check id starts with 'no-such-row'"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args, needle):

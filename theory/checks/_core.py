@@ -57,17 +57,25 @@ class Row:
         return d
 
 
-CHECKS: list[Callable[[jax.Array], list[Row]]] = []
+CHECKS: list[tuple[tuple[str, ...], Callable[[jax.Array], list[Row]]]] = []
 
 
-def check(fn: Callable[[jax.Array], list[Row]]):
-    """Register a check: a function of a PRNG key returning rows."""
-    CHECKS.append(fn)
-    return fn
+def check(prefixes: tuple[str, ...]):
+    """Register a check: a function of a PRNG key returning rows whose ids start with ``prefixes``."""
+
+    def register(fn: Callable[[jax.Array], list[Row]]):
+        CHECKS.append((tuple(prefixes), fn))
+        return fn
+
+    return register
 
 
 def run_all(seed: int = 0, select: str | None = None) -> list[Row]:
-    """Run every registered check (optionally only ids containing ``select``)."""
+    """Run every registered check, or only the rows whose id starts with ``select`` (e.g. "C7", "thm1.").
+
+    Each check draws its randomness from ``fold_in(key(seed), position)``, so a selected row has
+    the same value as in the full run.
+    """
     from murphyjax.theory.checks import (  # noqa: F401  (registration side effect)
         murphy_checks,
         tilting_checks,
@@ -80,9 +88,14 @@ def run_all(seed: int = 0, select: str | None = None) -> list[Row]:
 
     rows: list[Row] = []
     key = jax.random.key(seed)
-    for i, fn in enumerate(CHECKS):
+    for i, (prefixes, fn) in enumerate(CHECKS):
+        if select is not None and not any(p.startswith(select) or select.startswith(p) for p in prefixes):
+            continue
         out = fn(jax.random.fold_in(key, i))
-        rows.extend(r for r in out if select is None or select in r.id)
+        stray = [r.id for r in out if not r.id.startswith(prefixes)]
+        if stray:
+            raise AssertionError(f"{fn.__name__} registered prefixes {prefixes} but produced rows {stray}")
+        rows.extend(r for r in out if select is None or r.id.startswith(select))
     return rows
 
 

@@ -12,7 +12,7 @@ from murphyjax.theory import bon as B
 from murphyjax.theory.checks._core import Row, check, f
 
 
-@check
+@check(('bon', 'gao'))
 def best_of_n(key):
     rows = [
         Row("bon.kl_1000", "Stiennon et al. / Gao 1.2", "log n - (n-1)/n at n = 1000 vs the published 5.9088 nats (4 decimals)", 5.9088, f(B.bon_kl_bound(1000)), "published value", 5e-5),

@@ -23,7 +23,7 @@ def policy_model(key, C=5, Y=9):
     return lp, u + err, u, w
 
 
-@check
+@check(('v1',))
 def v1_gap(key):
     lp, r, u, w = policy_model(key)
     out = G.alignment_gap(lp, r, u, BETAS, w)
@@ -51,7 +51,7 @@ def v1_gap(key):
     return rows
 
 
-@check
+@check(('gauss_gap',))
 def gaussian_closed_form(key):
     vu, vn, c, lam = 1.0, 0.5, 0.2, 1.3
     g = G.gaussian_gap(lam, vu, vn, c)
@@ -72,7 +72,7 @@ def gaussian_closed_form(key):
     ]
 
 
-@check
+@check(('exp_gap', 'kwa', 'goodhart'))
 def heavy_tails(key):
     rows = []
     # exponential error: closed form vs grid

@@ -14,7 +14,7 @@ from murphyjax.theory.checks._core import Row, check, f
 from murphyjax.theory.checks.tilting_checks import LAMS, maxabs, random_model
 
 
-@check
+@check(('prop3', 'prop6', 'prop4', 'B9', 'B4', 'C7'))
 def catalogue(key):
     lm, s, h, fx = random_model(key)
     k = jax.random.split(jax.random.fold_in(key, 11), 3)
@@ -70,7 +70,7 @@ def _three_objective_instance(key, K=7):
     return g, mu
 
 
-@check
+@check(('eq1',))
 def multiobjective(key):
     g, mu = _three_objective_instance(key)
     K = mu.shape[0]

@@ -12,7 +12,7 @@ from murphyjax.theory.checks._core import Row, check, f
 from murphyjax.theory.checks.tilting_checks import random_model
 
 
-@check
+@check(('D2', 'D3', 'D4', 'D5', 'D6'))
 def maps(key):
     lm, s, h, fx = random_model(key, K=16)
     mu = jnp.exp(lm)

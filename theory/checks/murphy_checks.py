@@ -14,7 +14,7 @@ from murphyjax.theory.checks._core import Row, check, f
 EPS_GRID = np.linspace(0.001, 0.499, 499)
 
 
-@check
+@check(('lemma1',))
 def lemma1(key):
     e = jnp.asarray(EPS_GRID)
     direct = M.bernoulli_kl(0.5 + e, 0.5 - e)
@@ -53,7 +53,7 @@ def _optimal_test_error(n, alpha, eps):
     return np.exp(np.asarray(logp)) @ np.asarray(errs)
 
 
-@check
+@check(('thm1', 'lemma2'))
 def theorem1(key):
     rows = []
     # exact transcript KL of the query-everything protocol: Monte Carlo of the LLR under P^+
@@ -94,7 +94,7 @@ def theorem1(key):
     return rows
 
 
-@check
+@check(('thm2',))
 def theorem2(key):
     Ts, es = np.array([1, 5, 20, 100, 400])[:, None], np.array([0.02, 0.05, 0.1, 0.25, 0.45])[None, :]
     worst = f(jnp.max(M.majority_error(Ts, 0.5 + es) - M.majority_error_bound(Ts, es)))
@@ -119,7 +119,7 @@ def theorem2(key):
     ]
 
 
-@check
+@check(('thm3',))
 def theorem3(key):
     alpha, tau, phi, eps, N = 0.1, 0.8, 0.2, 0.2, 400000
     k = jax.random.split(key, 3)
@@ -139,7 +139,7 @@ def theorem3(key):
     ]
 
 
-@check
+@check(('prop7', 'prop8'))
 def heterogeneous(key):
     w = jax.random.dirichlet(key, jnp.ones(7))
     e = jnp.linspace(0.02, 0.4, 7)
@@ -157,7 +157,7 @@ def heterogeneous(key):
     ]
 
 
-@check
+@check(('B8',))
 def ratings(key):
     delta, sd, N = 0.1, 1.0, 400000
     m, s2 = M.gaussian_rating_llr(delta, sd)
@@ -180,7 +180,7 @@ def ratings(key):
     ]
 
 
-@check
+@check(('B5', 'D7'))
 def sprt(key):
     eps, delta, reps = 0.1, 0.01, 20000
     ex = M.sprt_exact(eps, delta)
@@ -217,7 +217,7 @@ def sprt(key):
     ]
 
 
-@check
+@check(('B7',))
 def score_flagger_np(key):
     K, beta = 8, 0.35
     k1, k2, k3 = jax.random.split(key, 3)

@@ -31,7 +31,7 @@ def _simulate(key, protocol, n, alpha, eps, tau=1.0, phi=0.0, reps=200000):
     return jnp.mean(jnp.where(vote < 0, 1.0, jnp.where(vote == 0, coin * 1.0, 0.0)))
 
 
-@check
+@check(('sharp',))
 def exact_bayes_errors(key):
     rows = []
     n, alpha, eps = 60, 0.2, 0.15

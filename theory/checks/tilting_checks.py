@@ -27,7 +27,7 @@ def maxabs(a, b):
     return f(jnp.max(jnp.abs(jnp.asarray(a) - jnp.asarray(b))))
 
 
-@check
+@check(('C2',))
 def tilt_identities(key):
     lm, s, h, fx = random_model(key)
     t = TL.tilt(lm, s, LAMS)
@@ -68,7 +68,7 @@ def tilt_identities(key):
     ]
 
 
-@check
+@check(('prop1', 'C3', 'C4'))
 def hard_mass_laws(key):
     lm, s, h, _ = random_model(key)
     d = TL.hard_mass_drift(lm, s, h, LAMS)
@@ -93,7 +93,7 @@ def hard_mass_laws(key):
     ]
 
 
-@check
+@check(('C6',))
 def vector_tilting(key):
     lm, s, _, fx = random_model(key)
     k = jax.random.split(jax.random.fold_in(key, 7), 2)
@@ -146,7 +146,7 @@ def _generic_i_projection(lm, s, m, steps=200):
     return q, jnp.sum(q * (jnp.log(q) - lm))
 
 
-@check
+@check(('C5',))
 def i_projection(key):
     lm, s, _, _ = random_model(key)
     m = 0.5 * (f(jnp.sum(jnp.exp(lm) * s)) + f(jnp.max(s)))
@@ -171,7 +171,7 @@ def i_projection(key):
     ]
 
 
-@check
+@check(('gauss', 'exp'))
 def closed_form_families(key):
     # Gaussian: compare with an exact finite tilt of a fine discretisation of N(m, v)
     m, v, a, lam = 0.3, 2.0, 1.5, 0.4
