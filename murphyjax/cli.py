@@ -80,7 +80,27 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--cache-dir", metavar="DIR", help="cache folder")
     fe.add_argument("--force", action="store_true", help="download again even if cached")
     fe.set_defaults(func=_models_fetch)
+
+    rp = sub.add_parser("reproduce", help="run the paper's bandit experiment (Section 3.5) and write a report",
+                        description="Run the paper's Section 3.5 protocol (D1-D3, bound vs empirical, oracle vs\n"
+                                    "oracle-free) and write a run folder: report.md, report.html, figures, CSV data,\n"
+                                    "config and versions. Re-running the same command resumes an interrupted run.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    rp.add_argument("--preset", choices=["quick", "paper"], default="quick",
+                    help="quick: reduced grid, a few minutes (default); paper: the full grid of Section 3.5")
+    rp.add_argument("--out", metavar="DIR", help="run folder (default: runs/<preset>-<config hash>)")
+    rp.add_argument("--seed", type=_nonneg_int, default=None, help="base seed (default 0)")
+    rp.add_argument("--set", metavar="KEY=VALUE", action="append",
+                    help="override a config field, e.g. --set seeds=3 --set n_grid=64,128 (repeatable)")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rp.set_defaults(func=_reproduce)
     return p
+
+
+def _reproduce(args) -> int:
+    from murphyjax.experiments.reproduce import cli as reproduce_cli
+
+    return reproduce_cli(args)
 
 
 def _theory_check(args) -> int:

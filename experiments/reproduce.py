@@ -1,0 +1,132 @@
+"""``murphyjax reproduce``: run the paper's Section 3.5 protocol and write a run folder.
+
+    murphyjax reproduce [--preset quick|paper] [--out DIR] [--seed N] [--set KEY=VALUE ...] [--no-progress]
+
+The run folder (DIR, or runs/<preset>-<config hash> so that re-running the same command resumes)
+holds report.md and report.html, the PNG figures, one CSV per table (the data behind every figure),
+config.json (the resolved configuration), environment.json (package versions, devices, timings)
+and chunks/<hash>/ (the resumable raw results).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+from murphyjax.experiments import presets
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """``KEY=VALUE`` strings -> typed config overrides (tuples as comma lists, 'inf' allowed)."""
+    fields = {f.name: f for f in dataclasses.fields(presets.LabConfig)}
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE; got {item!r}")
+        k, v = item.split("=", 1)
+        if k not in fields:
+            raise ValueError(f"--set: unknown key {k!r} (known: {', '.join(sorted(fields))})")
+        default = getattr(presets.PRESETS["paper"], k)
+        try:
+            if isinstance(default, tuple):
+                out[k] = tuple(_scalar(x, type(default[0])) for x in v.split(",") if x.strip())
+            else:
+                out[k] = _scalar(v, type(default))
+        except ValueError:
+            raise ValueError(f"--set {k}: cannot parse {v!r}") from None
+    return out
+
+
+def _scalar(s: str, typ):
+    s = s.strip()
+    if s.lower() == "inf":
+        return math.inf
+    if typ is int:
+        return int(s)
+    v = float(s)
+    return int(v) if typ is int else v
+
+
+def resolve(preset: str, seed: int | None, overrides: dict) -> presets.LabConfig:
+    if seed is not None:
+        overrides = dict(overrides, seed=seed)
+    return presets.preset(preset, **overrides)
+
+
+def write_csv(path: str, rows: list[dict]):
+    if not rows:
+        return
+    cols = list(rows[0])
+    for r in rows[1:]:
+        cols += [c for c in r if c not in cols]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def environment(info: dict) -> dict:
+    import importlib.metadata as md
+
+    import jax
+
+    pk = {}
+    for name in ("murphyjax", "jax", "jaxlib", "numpy", "scipy", "matplotlib", "tqdm", "flax", "optax"):
+        try:
+            pk[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pk[name] = None
+    return {"python": sys.version, "platform": platform.platform(), "packages": pk,
+            "devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(), **info}
+
+
+def main(preset: str = "quick", out: str | None = None, seed: int | None = None, overrides: dict | None = None,
+         progress: bool = True, devices=None) -> str:
+    """Run (or resume) the reproduction and write the report; returns the run folder."""
+    cfg = resolve(preset, seed, overrides or {})
+    h = presets.config_hash(cfg)
+    out = out or os.path.join("runs", f"{preset}-{h}")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "config.json"), "w") as fh:
+        json.dump({"preset": preset, "hash": h, "config": cfg.to_json()}, fh, indent=2)
+    t0 = time.perf_counter()
+    from murphyjax.experiments import runner, sections
+
+    table, arrays, info = runner.run(cfg, out, progress=progress, devices=devices)
+    t_sim = time.perf_counter() - t0
+    blocks, tables = sections.build(cfg, table, arrays, out, preset=preset, config_hash=h)
+    for name, rows in tables.items():
+        write_csv(os.path.join(out, f"{name}.csv"), rows)
+    info = dict(info, simulate_seconds=t_sim, total_seconds=time.perf_counter() - t0)
+    env = environment(info)
+    blocks = sections.finish(blocks, env)
+    from murphyjax.experiments import report
+
+    with open(os.path.join(out, "report.md"), "w") as fh:
+        fh.write(report.render_md(blocks))
+    with open(os.path.join(out, "report.html"), "w") as fh:
+        fh.write(report.render_html(blocks, "murphyjax reproduce"))
+    with open(os.path.join(out, "environment.json"), "w") as fh:
+        json.dump(env, fh, indent=2)
+    return out
+
+
+def cli(args) -> int:
+    """Handler of the ``reproduce`` subcommand (see murphyjax/cli.py)."""
+    from murphyjax.cli import UsageError
+
+    try:
+        overrides = parse_overrides(args.set)
+        resolve(args.preset, args.seed, overrides)  # validate before any work
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    out = main(args.preset, args.out, args.seed, overrides, progress=not args.no_progress)
+    print(f"wrote {os.path.join(out, 'report.md')} and report.html")
+    return 0
