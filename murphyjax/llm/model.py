@@ -47,7 +47,7 @@ class LlamaConfig:
     max_seq_len: int = 8192
     dtype: str = "float32"
     param_dtype: str = "float32"
-    scan_layers: bool = False
+    scan_layers: bool = True
     init_std: float = 0.02
 
     def __post_init__(self):
@@ -200,6 +200,11 @@ class Blocks(nnx.Module):
     def arrays(self) -> dict[str, jax.Array]:
         return {n: getattr(self, n)[...] for n in self.NAMES}
 
+    def unstacked(self) -> list[dict[str, jax.Array]]:
+        """Per-layer weight dicts (one ``unstack`` per weight)."""
+        per = {n: jnp.unstack(a) for n, a in self.arrays().items()}
+        return [{n: per[n][i] for n in self.NAMES} for i in range(len(per["wq"]))]
+
 
 class Llama(nnx.Module):
     """Llama-family causal LM. ``model(input_ids, attention_mask=None)`` -> float32 logits (B, S, V)."""
@@ -221,11 +226,12 @@ class Llama(nnx.Module):
         h, _ = self.hidden(input_ids, attention_mask, positions_from_mask(attention_mask))
         return self.logits(h)
 
-    def hidden(self, input_ids, valid, positions, cache: KVCache | None = None):
+    def hidden(self, input_ids, valid, positions, cache: KVCache | None = None, layers: list | None = None):
         """Final hidden states (B, S, D) after the last norm, and the updated cache (or None).
 
         With a cache, the S new tokens go to slots [cache.index, cache.index + S) and attend to every
-        earlier valid slot plus, causally, to each other.
+        earlier valid slot plus, causally, to each other. ``layers``: per-layer weights from
+        ``blocks.unstacked()``, computed once outside a decode loop so no step slices the stacked weights.
         """
         cfg = self.config
         valid = valid.astype(bool)
@@ -235,19 +241,24 @@ class Llama(nnx.Module):
             [jnp.broadcast_to(cache.valid[:, None, :], (valid.shape[0], s, cache.valid.shape[1])), causal], -1)
         bias = _mask_bias(allowed)
         x = jnp.take(self.embed[...], input_ids, axis=0).astype(cfg.dtype)
-        layers = self.blocks.arrays()
 
         def step(x, inputs):
             p, kv_old = inputs
             return _block(cfg, x, p, positions, bias, kv_old)
 
         kv_old = None if cache is None else (cache.k, cache.v)
-        if cfg.scan_layers:
-            x, (k_new, v_new) = jax.lax.scan(step, x, (layers, kv_old))
+        if layers is not None:
+            outs = []
+            for i, p in enumerate(layers):
+                x, kv = step(x, (p, None if kv_old is None else (kv_old[0][i], kv_old[1][i])))
+                outs.append(kv)
+            k_new, v_new = (jnp.stack(t) for t in zip(*outs))
+        elif cfg.scan_layers:
+            x, (k_new, v_new) = jax.lax.scan(step, x, (self.blocks.arrays(), kv_old))
         else:
             # One unstack (whose transpose is one stack) rather than L slices (whose transposes
             # would pad every layer's gradient to the full stacked shape).
-            leaves, tree = jax.tree.flatten((layers, kv_old))
+            leaves, tree = jax.tree.flatten((self.blocks.arrays(), kv_old))
             per_layer = [jnp.unstack(a) for a in leaves]
             outs = []
             for i in range(cfg.num_layers):

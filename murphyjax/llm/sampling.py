@@ -166,6 +166,7 @@ def _sample(graphdef, state, ids, mask, key, config: SamplingConfig) -> Samples:
     h, cache = model.hidden(ids, mask, positions_from_mask(mask), cache)
     logits = model.logits(h[:, -1])
     stops = jnp.asarray(config.stop_tokens or (-1,), jnp.int32)
+    layers = model.blocks.unstacked()  # sliced once, not at every decode step
 
     def body(carry):
         i, cache, logits, key, done, pos, out = carry
@@ -178,7 +179,7 @@ def _sample(graphdef, state, ids, mask, key, config: SamplingConfig) -> Samples:
         done = done | jnp.isin(tok, stops)
 
         def forward(cache):
-            h, cache = model.hidden(tok[:, None], live[:, None], pos[:, None], cache)
+            h, cache = model.hidden(tok[:, None], live[:, None], pos[:, None], cache, layers)
             return model.logits(h[:, 0]), cache
 
         logits, cache = jax.lax.cond(i + 1 < n, forward, lambda c: (logits, c), cache)

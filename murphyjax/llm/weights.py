@@ -247,7 +247,7 @@ def load_pretrained(path: str | os.PathLike, **overrides) -> tuple[Llama, object
 
     Args:
       path: a GGUF file, or a folder with config.json, *.safetensors and optionally tokenizer.json.
-      **overrides: ``LlamaConfig`` fields to change (e.g. ``dtype="bfloat16"``, ``scan_layers=True``).
+      **overrides: ``LlamaConfig`` fields to change (e.g. ``dtype="bfloat16"``, ``scan_layers=False``).
 
     Returns:
       (model, tokenizer); tokenizer is a ``transformers.PreTrainedTokenizerFast`` (None for a folder
