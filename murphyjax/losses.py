@@ -63,7 +63,7 @@ def _preference_metrics(chosen_rewards, rejected_rewards, pc, pr, weights=None):
 
 # --------------------------------------------------------------------------- DPO family
 def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta,
-             *, label_smoothing: float = 0.0, robust: bool = False, weights=None):
+             *, label_smoothing: float = 0.0, robust: bool = False, weights=None, margin=0.0):
     """DPO (Rafailov et al. 2023), sigmoid loss: -log sigmoid(beta h), h the log-ratio margin.
 
     Args:
@@ -73,10 +73,13 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
       label_smoothing: e in [0, 1/2): conservative DPO (cDPO) mixes in the flipped label;
         with ``robust=True`` the unbiased loss of Chowdhury et al. (2024) instead.
       weights: optional per-pair weights (e.g. a padding mask of pairs).
+      margin: per-pair target margin m (B,) or scalar: the loss uses z - m with z = beta h (ODPO-style
+        offset). A shaped reward r - c g(y) (MAPS penalty, paper App. D.1) gives m = c (g_r - g_c),
+        so the optimum is pi_ref exp((r - c g)/beta) / Z. Default 0: plain DPO.
     Returns:
       (loss, metrics) with ``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``,
       ``rewards/accuracies``, ``logps/chosen``, ``logps/rejected``. At initialisation
-      (policy == reference) the loss is log 2 and every reward is 0.
+      (policy == reference) the loss is log 2 and every reward is 0 (with margin 0).
     """
     _check_positive("beta", beta)
     if not 0.0 <= label_smoothing < 0.5:
@@ -84,7 +87,7 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
     pc, pr, rc, rr = map(_f32, (policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps))
     chosen = beta * (pc - rc)
     rejected = beta * (pr - rr)
-    z = chosen - rejected
+    z = chosen - rejected - _f32(margin)
     # -log sigmoid(z) = softplus(-z): stable for large |z|
     if robust:
         per = ((1 - label_smoothing) * jax.nn.softplus(-z) - label_smoothing * jax.nn.softplus(z)) / (1 - 2 * label_smoothing)

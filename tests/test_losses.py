@@ -122,3 +122,13 @@ def test_losses_jit():
     f = jax.jit(lambda a, b, c, d: L.dpo_loss(a, b, c, d, 0.1))
     loss, m = f(PC, PR, RC, RR)
     np.testing.assert_allclose(loss, 0.5981388693815918, rtol=1e-6)
+
+
+def test_dpo_margin_golden_values():
+    # z = beta h - m with beta h = 0.2: m = -0.3 gives softplus(-0.5), m = 0.2 gives log 2
+    np.testing.assert_allclose(L.dpo_loss(PC, PR, RC, RR, 0.1, margin=-0.3)[0], sp(-0.5), rtol=1e-6)
+    np.testing.assert_allclose(L.dpo_loss(PC, PR, RC, RR, 0.1, margin=-0.3)[0], 0.47407698418010663, rtol=1e-6)
+    np.testing.assert_allclose(L.dpo_loss(PC, PR, RC, RR, 0.1, margin=jnp.array([0.2]))[0], math.log(2), rtol=1e-6)
+    # the margin does not enter the reported implicit rewards
+    _, m = L.dpo_loss(PC, PR, RC, RR, 0.1, margin=1.0)
+    np.testing.assert_allclose(m["rewards/margins"], 0.2, rtol=1e-6)

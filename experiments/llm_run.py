@@ -1,0 +1,107 @@
+"""Run the LLM Murphy experiments: plan the units, execute the unfinished ones, collect the records.
+
+    records = run_llm(llm_preset("quick"), Path("runs/x"))    # resumable: re-running skips finished units
+
+The run folder ``<out>/llm`` holds ``config.json`` (a different config in the same folder is refused),
+one sub-folder per task with the datasets (Parquet), the reference policy and reward models
+(safetensors) and one JSON record per finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from murphyjax.experiments import llm_methods as M
+from murphyjax.experiments import llm_murphy as lab
+from murphyjax.experiments.llm_config import LLMLabConfig, config_hash
+
+
+def units(cfg: LLMLabConfig) -> list[tuple]:
+    """(method, variant, sweep) triples of one (task, seed); sweep = (name, value) or None."""
+    out = []
+    for m in cfg.methods:
+        out += [(m, v, None) for v in M.VALID[m] if v in cfg.variants]
+        if m == "ppo":
+            out += [(m, "base", ("kl_coef", k)) for k in cfg.kl_coefs if k != cfg.kl_coef]
+        if m == "dpo":
+            out += [(m, "base", ("beta", b)) for b in cfg.dpo_betas if b != cfg.dpo_beta]
+    return out
+
+
+def run_key(method, variant, sweep, seed) -> str:
+    tag = "" if sweep is None else f"_{sweep[0]}={sweep[1]:g}"
+    return f"run_{method}_{variant}{tag}_s{seed}"
+
+
+def _folder(cfg: LLMLabConfig, out: Path) -> Path:
+    folder = Path(out) / "llm"
+    folder.mkdir(parents=True, exist_ok=True)
+    cj = folder / "config.json"
+    want = {"hash": config_hash(cfg), "config": cfg.to_json()}
+    if cj.exists():
+        have = json.loads(cj.read_text())
+        if have.get("hash") != want["hash"]:
+            raise ValueError(f"{folder} holds an LLM run of a different configuration (hash {have.get('hash')}, "
+                             f"this one {want['hash']}); choose another --out folder")
+    else:
+        cj.write_text(json.dumps(want, indent=1))
+    return folder
+
+
+def _seed_units(cfg, setup, seed, todo, log, progress) -> tuple[dict, list]:
+    """Every unit of one (task, seed): reward models on demand, then the unfinished runs."""
+    cache, rms, runs = {}, {}, []
+    for method, variant, sweep in todo:
+        key = run_key(method, variant, sweep, seed)
+        channel = M.channel_for(method, variant)
+        if channel not in cache:
+            cache[channel] = lab.reward_model(cfg, setup, channel, seed, log)
+            rms[f"{channel}_s{seed}"] = cache[channel][1]
+        rec = setup.store.get(key)
+        if rec is None:
+            rm, rm_rec, labels = cache[channel]
+            ctx = M.Ctx(cfg, setup, method, variant, seed, rm, rm_rec, labels, log,
+                        kl_coef=sweep[1] if sweep and sweep[0] == "kl_coef" else None,
+                        beta=sweep[1] if sweep and sweep[0] == "beta" else None)
+            rec = M.run(ctx)
+            setup.store.put(key, rec)
+            progress(f"{setup.kind} {key}: true {rec['curve'][0]['true']:.3f} -> {rec['curve'][-1]['true']:.3f}, "
+                     f"proxy {rec['curve'][0]['proxy']:.3f} -> {rec['curve'][-1]['proxy']:.3f} ({rec['seconds']:.1f} s)")
+        else:
+            progress(None)
+        runs.append(rec)
+    return rms, runs
+
+
+def run_llm(cfg: LLMLabConfig, out: Path, log=print) -> dict:
+    """Execute every unfinished unit; returns {task: {"rms": {...}, "runs": [records]}}.
+
+    Seeds run in ``cfg.workers`` threads (XLA executes them side by side on the CPU cores; every seed's
+    numbers are the same as in a sequential run).
+    """
+    folder = _folder(cfg, out)
+    todo = units(cfg)
+    total = len(cfg.tasks) * cfg.seeds * len(todo)
+    state = {"done": 0, "t0": time.time()}
+    lock = threading.Lock()
+
+    def progress(msg):
+        with lock:
+            state["done"] += 1
+            if msg:
+                log(f"[llm {state['done']}/{total} {time.time() - state['t0']:6.1f}s] {msg}")
+
+    results = {}
+    for kind in cfg.tasks:
+        setup = lab.build_setup(cfg, kind, folder / kind, log)
+        if any(m in cfg.methods for m in ("dpo", "ipo", "fdpo", "cai")):
+            M._candidate_logps(setup)  # shared by every seed: computed before the threads start
+        with ThreadPoolExecutor(max_workers=max(1, min(cfg.workers, cfg.seeds))) as pool:
+            outs = list(pool.map(lambda sd: _seed_units(cfg, setup, sd, todo, log, progress), range(cfg.seeds)))
+        rms = {k: v for o in outs for k, v in o[0].items()}
+        results[kind] = {"rms": rms, "runs": [r for o in outs for r in o[1]]}
+    return results

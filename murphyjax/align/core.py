@@ -1,0 +1,170 @@
+"""The shared core of every alignment method: forward passes, completion log-probs, scalar heads,
+rollouts, KL to the reference (estimated and exact), and parameter files.
+
+Everything is a pure function of ``(graphdef, params, arrays)`` so the method steps (``preference``,
+``reward_model``, ``rl``) are plain ``jax.jit`` programs with the model structure static and every
+tunable number (beta, KL coefficient) traced: one compilation serves every run of a sweep.
+
+    logits = forward(graphdef, params, ids, mask)                 # (B, S, V) float32
+    lp = completion_logps(logits, ids, cmask)                     # (B, S), 0 off the completion
+    r = scalar_scores(graphdef, params, ids, mask)                # reward model: {"lm", "head"}
+
+Log-prob convention (TRL, levanter, tunix): lp[b, t] = log pi(ids[b, t] | ids[b, <t]) on completion
+tokens, 0 elsewhere; a sequence log-prob is the sum over t.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from murphyjax import losses
+from murphyjax.llm import Llama, SamplingConfig, positions_from_mask, sample
+from murphyjax.llm.sampling import token_logprobs
+
+F32 = jnp.float32
+
+
+def split(model: Llama):
+    """(graphdef, params) of a model: the structure (static) and its nnx.Param state."""
+    return nnx.split(model, nnx.Param)
+
+
+def merge(graphdef, params) -> Llama:
+    return nnx.merge(graphdef, params)
+
+
+def hidden(graphdef, params, ids, mask):
+    """Final hidden states (B, S, D) after the last norm, and the model."""
+    model = nnx.merge(graphdef, params)
+    h, _ = model.hidden(ids, mask, positions_from_mask(mask))
+    return h, model
+
+
+def forward(graphdef, params, ids, mask):
+    """Logits (B, S, V) float32 of a causal forward pass."""
+    h, model = hidden(graphdef, params, ids, mask)
+    return model.logits(h)
+
+
+def completion_logps(logits, ids, cmask):
+    """Per-token log-probs of the completion, aligned with ``ids`` (0 at t = 0 and off ``cmask``)."""
+    lp = token_logprobs(logits[:, :-1], ids[:, 1:])
+    lp = jnp.concatenate([jnp.zeros_like(lp[:, :1]), lp], 1)
+    return jnp.where(cmask, lp, 0.0)
+
+
+# --------------------------------------------------------------------------- scalar heads
+def init_head(d: int) -> dict:
+    """A scalar head h -> h.w + b, zero-initialised (a reward model starts at r = 0, BT loss log 2)."""
+    return {"w": jnp.zeros((d,), F32), "b": jnp.zeros((), F32)}
+
+
+def last_index(mask):
+    """Index of the last valid token of each row (right-padded completions)."""
+    S = mask.shape[1]
+    return S - 1 - jnp.argmax(mask[:, ::-1], axis=1)
+
+
+def scalar_scores(graphdef, params, ids, mask):
+    """Reward-model scores r(x, y) (B,): the head on the hidden state of the last valid token.
+
+    ``params = {"lm": backbone params, "head": init_head(d)}``.
+    """
+    h, _ = hidden(graphdef, params["lm"], ids, mask)
+    last = jnp.take_along_axis(h, last_index(mask)[:, None, None], 1)[:, 0]
+    return last.astype(F32) @ params["head"]["w"] + params["head"]["b"]
+
+
+@functools.partial(jax.jit, static_argnames="graphdef")
+def reward_scores(graphdef, params, ids, mask):
+    """Jitted ``scalar_scores``."""
+    return scalar_scores(graphdef, params, ids, mask)
+
+
+def batched(fn, arrays, batch: int):
+    """Apply ``fn(*chunk)`` over row chunks of ``arrays`` (last chunk padded by repetition), concat on host."""
+    n = len(arrays[0])
+    outs = []
+    for s in range(0, n, batch):
+        chunk = [a[s:s + batch] for a in arrays]
+        k = len(chunk[0])
+        if k < batch:
+            chunk = [np.concatenate([c, np.repeat(c[-1:], batch - k, 0)]) for c in chunk]
+        outs.append(jax.tree.map(lambda x: np.asarray(x)[:k], fn(*chunk)))
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+
+
+# --------------------------------------------------------------------------- log-probs and KL
+@functools.partial(jax.jit, static_argnames="graphdef")
+def sequence_logps(graphdef, params, ids, mask, cmask):
+    """Summed completion log-probs (B,) (e.g. reference log-probs precomputed once for a dataset)."""
+    return completion_logps(forward(graphdef, params, ids, mask), ids, cmask).sum(-1)
+
+
+@functools.partial(jax.jit, static_argnames="graphdef")
+def kl_to_reference(graphdef, params, ref_params, ids, mask, cmask, temperature=1.0):
+    """KL(q || pi_ref) along sampled sequences, q the sampling law softmax(logits / T).
+
+    Returns per-sequence sums (B,) of ``exact`` (the per-token KL over the whole vocabulary, summed
+    along the sampled prefix: an unbiased, lower-variance estimate of the sequence KL; exact per
+    prefix), ``k1`` (log q - log pi_ref of the sampled tokens, unbiased, may be negative) and ``k3``
+    (r - 1 - log r, unbiased, >= 0), and ``entropy`` (of q, summed along the sequence).
+    """
+    logits = forward(graphdef, params, ids, mask) / temperature
+    ref_logits = forward(graphdef, ref_params, ids, mask)
+    m = cmask[:, 1:]
+    q_lp = completion_logps(logits, ids, cmask)[:, 1:]
+    ref_lp = completion_logps(ref_logits, ids, cmask)[:, 1:]
+    exact = losses.exact_kl_per_token(logits[:, :-1], ref_logits[:, :-1])
+    lq = jax.nn.log_softmax(logits[:, :-1], -1)
+    ent = -jnp.sum(jnp.exp(lq) * lq, -1)
+    return {"exact": jnp.sum(exact * m, 1),
+            "k1": jnp.sum(losses.kl_per_token(q_lp, ref_lp, "k1") * m, 1),
+            "k3": jnp.sum(losses.kl_per_token(q_lp, ref_lp, "k3") * m, 1),
+            "entropy": jnp.sum(ent * m, 1)}
+
+
+# --------------------------------------------------------------------------- rollouts
+def rollout(graphdef, params, prompt_ids, prompt_mask, key, config: SamplingConfig):
+    """Sample completions (``murphyjax.llm.sample``, KV cache, jitted); returns ``Samples``."""
+    return sample(nnx.merge(graphdef, params), prompt_ids, prompt_mask, key, config)
+
+
+# --------------------------------------------------------------------------- parameter files
+def _flat(tree) -> dict[str, np.ndarray]:
+    return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def save_params(path, tree) -> None:
+    """Write a parameter pytree as safetensors (keys are the pytree paths; no pickle)."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    save_file(_flat(tree), str(tmp))
+    tmp.replace(path)  # atomic: a killed run never leaves a truncated file
+
+
+def load_params(path, like):
+    """Read a pytree written by ``save_params`` into the structure (and dtypes) of ``like``."""
+    from safetensors.numpy import load_file
+
+    data = load_file(str(path))
+    leaves = jax.tree_util.tree_leaves_with_path(like)
+    missing = [jax.tree_util.keystr(k) for k, _ in leaves if jax.tree_util.keystr(k) not in data]
+    if missing:
+        raise ValueError(f"{path}: missing parameters {missing[:3]} (written for another model?)")
+    vals = [jnp.asarray(data[jax.tree_util.keystr(k)], v.dtype) for k, v in leaves]
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), vals)
+
+
+def copy_tree(tree):
+    """A detached copy (a frozen reference must not share buffers with donated training state)."""
+    return jax.tree.map(jnp.copy, tree)
