@@ -161,19 +161,27 @@ def _mask_bias(allowed: jax.Array) -> jax.Array:
     return jnp.where(allowed, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
 
 
+def _fused(p, name, parts):
+    return p[name] if name in p else jnp.concatenate([p[n] for n in parts], -1)
+
+
 def _block(cfg: LlamaConfig, x, p, positions, bias, kv_old):
     """One decoder layer. ``kv_old``: cached (k, v) of earlier slots or None. Returns (x, (k, v) new)."""
     dt = x.dtype
     b, s, _ = x.shape
+    nq, nk = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
     h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
-    q = (h @ p["wq"].astype(dt)).reshape(b, s, cfg.num_heads, cfg.head_dim)
-    k = (h @ p["wk"].astype(dt)).reshape(b, s, cfg.num_kv_heads, cfg.head_dim)
-    v = (h @ p["wv"].astype(dt)).reshape(b, s, cfg.num_kv_heads, cfg.head_dim)
+    # one matmul for Q, K, V (and one for gate, up): wider products run faster than narrow ones on
+    # CPUs; concatenating the weights costs a copy of one layer's weights, not of activations
+    qkv = h @ _fused(p, "wqkv", ("wq", "wk", "wv")).astype(dt)
+    q = qkv[..., :nq].reshape(b, s, cfg.num_heads, cfg.head_dim)
+    k = qkv[..., nq:nq + nk].reshape(b, s, cfg.num_kv_heads, cfg.head_dim)
+    v = qkv[..., nq + nk:].reshape(b, s, cfg.num_kv_heads, cfg.head_dim)
     q, k = rope(q, positions, cfg.rope_theta), rope(k, positions, cfg.rope_theta)
     chunks = [(k, v)] if kv_old is None else [kv_old, (k, v)]
     x = x + attention(q, chunks, bias) @ p["wo"].astype(dt)
     h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
-    gate, up = h @ p["w_gate"].astype(dt), h @ p["w_up"].astype(dt)
+    gate, up = jnp.split(h @ _fused(p, "w_gate_up", ("w_gate", "w_up")).astype(dt), 2, axis=-1)
     x = x + (jax.nn.silu(gate) * up) @ p["w_down"].astype(dt)
     return x, (k, v)
 
@@ -201,9 +209,13 @@ class Blocks(nnx.Module):
         return {n: getattr(self, n)[...] for n in self.NAMES}
 
     def unstacked(self) -> list[dict[str, jax.Array]]:
-        """Per-layer weight dicts (one ``unstack`` per weight)."""
-        per = {n: jnp.unstack(a) for n, a in self.arrays().items()}
-        return [{n: per[n][i] for n in self.NAMES} for i in range(len(per["wq"]))]
+        """Per-layer weight dicts with Q/K/V and gate/up already concatenated (for decode loops)."""
+        a = self.arrays()
+        fused = {"wqkv": jnp.concatenate([a["wq"], a["wk"], a["wv"]], -1),
+                 "w_gate_up": jnp.concatenate([a["w_gate"], a["w_up"]], -1)}
+        per = {n: jnp.unstack(w) for n, w in {**a, **fused}.items()
+               if n not in ("wq", "wk", "wv", "w_gate", "w_up")}
+        return [{n: w[i] for n, w in per.items()} for i in range(len(per["wo"]))]
 
 
 class Llama(nnx.Module):
