@@ -22,6 +22,10 @@ import time
 from murphyjax.experiments import presets
 
 
+class ConfigError(ValueError):
+    """A bad option value (the CLI reports it in one line with exit code 2)."""
+
+
 def parse_overrides(items: list[str] | None) -> dict:
     """``KEY=VALUE`` strings -> typed config overrides (tuples as comma lists, 'inf' allowed)."""
     fields = {f.name: f for f in dataclasses.fields(presets.LabConfig)}
@@ -47,10 +51,7 @@ def _scalar(s: str, typ):
     s = s.strip()
     if s.lower() == "inf":
         return math.inf
-    if typ is int:
-        return int(s)
-    v = float(s)
-    return int(v) if typ is int else v
+    return int(s) if typ is int else float(s)
 
 
 def resolve(preset: str, seed: int | None, overrides: dict) -> presets.LabConfig:
@@ -120,13 +121,11 @@ def main(preset: str = "quick", out: str | None = None, seed: int | None = None,
 
 def cli(args) -> int:
     """Handler of the ``reproduce`` subcommand (see murphyjax/cli.py)."""
-    from murphyjax.cli import UsageError
-
     try:
         overrides = parse_overrides(args.set)
         resolve(args.preset, args.seed, overrides)  # validate before any work
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise ConfigError(str(e)) from None
     out = main(args.preset, args.out, args.seed, overrides, progress=not args.no_progress)
     print(f"wrote {os.path.join(out, 'report.md')} and report.html")
     return 0

@@ -52,7 +52,7 @@ def chunks(cfg: LabConfig) -> list[list[int]]:
     return out + ([cur] if cur else [])
 
 
-def _run_chunk(cfg, idx, table, devices, compiled_cache):
+def _run_chunk(cfg, idx, table, devices):
     d = table[idx[0]]["d"]
     n_dev = len(devices)
     pad = (-len(idx)) % n_dev
@@ -64,10 +64,7 @@ def _run_chunk(cfg, idx, table, devices, compiled_cache):
     sh = NamedSharding(mesh, P("rows"))
     args = [jax.device_put(a, sh) for a in (keys, alphas, epss)]
     spec = lab.RowSpec.from_config(cfg, d, max(cfg.alphas))
-    ck = (d, len(full), tuple(str(x) for x in devices))
-    if ck not in compiled_cache:
-        compiled_cache[ck] = _jitted.lower(*args, spec).compile()
-    out = compiled_cache[ck](*args)
+    out = _jitted(*args, spec)  # jit caches the executable per (shapes, shardings, spec)
     return {k: np.asarray(v)[: len(idx)] for k, v in out.items()}
 
 
@@ -125,7 +122,6 @@ def run(cfg: LabConfig, out_dir: str, *, devices=None, progress: bool = True,
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(plan), initial=sum(done), unit="chunk", desc="reproduce", dynamic_ncols=True)
-    cache: dict = {}
     t0 = time.perf_counter()
     computed = 0
     for i, idx in enumerate(plan):
@@ -134,7 +130,7 @@ def run(cfg: LabConfig, out_dir: str, *, devices=None, progress: bool = True,
         r0 = table[idx[0]]
         if bar is not None:
             bar.set_postfix_str(f"d={r0['d']} alpha={r0['alpha']} eps={r0['eps']}")
-        _save_atomic(paths[i], _run_chunk(cfg, idx, table, devices, cache))
+        _save_atomic(paths[i], _run_chunk(cfg, idx, table, devices))
         computed += 1
         if bar is not None:
             bar.update(1)

@@ -98,9 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _reproduce(args) -> int:
-    from murphyjax.experiments.reproduce import cli as reproduce_cli
+    from murphyjax.experiments.reproduce import ConfigError, cli as reproduce_cli
 
-    return reproduce_cli(args)
+    try:
+        return reproduce_cli(args)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
 
 
 def _theory_check(args) -> int:

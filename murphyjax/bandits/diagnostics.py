@@ -31,6 +31,7 @@ def _tilt_pick(s_hat, lam):
     return jnp.where(jnp.isinf(lam), greedy, jnp.tanh(0.5 * jnp.where(jnp.isinf(lam), 0.0, lam) * s_hat))
 
 
+@jax.jit
 def d1_curves(s_easy, s_hard, delta_easy, delta_hard, lam, alpha, scale=1.0):
     """D1 on a lambda grid: true and proxy value of pi_lambda, G(lambda), G_hat(lambda) and parts.
 
@@ -57,6 +58,7 @@ def d1_curves(s_easy, s_hard, delta_easy, delta_hard, lam, alpha, scale=1.0):
             "G_hard": G_hard, "V_hat": V_hat, "G_hat": V_hat_star - V_hat}
 
 
+@jax.jit
 def tilted_hard_mass(s_easy, s_hard, lam, alpha):
     """rho(lambda) = q_lambda(X_hard), q_lambda ∝ mu exp(lambda s_hat) (Section 3.4, Proposition 1).
 

@@ -16,6 +16,8 @@ Arrays are float32; losses take arrays, not models.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_factor, cho_solve
@@ -41,6 +43,7 @@ def logistic_loss(beta, X, y, weight, ridge):
     return loss, {"nll_per_label": nll / n, "labels": jnp.sum(weight)}
 
 
+@functools.partial(jax.jit, static_argnames=("iters",))
 def fit_logistic(X, y, weight, *, ridge=1.0, iters=8, beta0=None):
     """MAP logistic regression by ``iters`` Newton steps (float32, jit/vmap-friendly).
 
@@ -86,6 +89,7 @@ def keep_threshold(u_ref, keep_rate):
     return jnp.quantile(u_ref, 1.0 - keep_rate)
 
 
+@functools.partial(jax.jit, static_argnames=("iters",))
 def residual_flagger(x_audit, proxy_pick_a1, best_is_a1, *, ridge=1.0, iters=10):
     """Residual-based flagger: regress 1{proxy's preferred action != adjudicated best} on phi(x).
 
@@ -106,6 +110,7 @@ def view_masks(mask):
     return a, mask - a
 
 
+@functools.partial(jax.jit, static_argnames=("iters",))
 def disagreement_models(x, y, weight, mask, *, ridge=1.0, iters=10):
     """Disagreement-based flagger: two preference models on disjoint views of x (Section 5.1).
 
