@@ -80,6 +80,7 @@ WORKER = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_ends_with_identical_parameters(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
