@@ -89,8 +89,11 @@ def environment(info: dict) -> dict:
 
 
 def main(preset: str = "quick", out: str | None = None, seed: int | None = None, overrides: dict | None = None,
-         progress: bool = True, devices=None) -> str:
-    """Run (or resume) the reproduction and write the report; returns the run folder."""
+         progress: bool = True, devices=None, llm: bool = False) -> str:
+    """Run (or resume) the reproduction and write the report; returns the run folder.
+
+    ``llm``: append the LLM section (issue 6, ``llm_report.section``: a tiny policy trained from scratch;
+    the CLI turns it on for the quick preset)."""
     cfg = resolve(preset, seed, overrides or {})
     h = presets.config_hash(cfg)
     out = out or os.path.join("runs", f"{preset}-{h}")
@@ -103,6 +106,11 @@ def main(preset: str = "quick", out: str | None = None, seed: int | None = None,
     table, arrays, info = runner.run(cfg, out, progress=progress, devices=devices)
     t_sim = time.perf_counter() - t0
     blocks, tables = sections.build(cfg, table, arrays, out, preset=preset, config_hash=h)
+    if llm:  # the LLM experiments (issue 6), resumable in <out>/llm
+        from murphyjax.experiments import llm_report
+
+        llm_blocks, llm_tables = llm_report.section("quick", out, seed)
+        blocks, tables = blocks + llm_blocks, {**tables, **llm_tables}
     for name, rows in tables.items():
         write_csv(os.path.join(out, f"{name}.csv"), rows)
     info = dict(info, simulate_seconds=t_sim, total_seconds=time.perf_counter() - t0)
@@ -119,13 +127,33 @@ def main(preset: str = "quick", out: str | None = None, seed: int | None = None,
     return out
 
 
+def use_all_cpu_cores():
+    """On a CPU-only machine expose one XLA CPU device per core, so the row-sharded computation
+    runs on every core (unless the user already chose a device count via XLA_FLAGS). Must run
+    before JAX initialises its backends; a no-op afterwards."""
+    import jax
+
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
+    except RuntimeError:  # backends already initialised
+        pass
+
+
 def cli(args) -> int:
     """Handler of the ``reproduce`` subcommand (see murphyjax/cli.py)."""
+    if args.preset == "llm":  # the LLM experiments on SmolLM2-135M alone (issue 6)
+        from murphyjax.experiments.llm_report import cli as llm_cli
+
+        return llm_cli(args)
     try:
         overrides = parse_overrides(args.set)
         resolve(args.preset, args.seed, overrides)  # validate before any work
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    out = main(args.preset, args.out, args.seed, overrides, progress=not args.no_progress)
+    use_all_cpu_cores()
+    out = main(args.preset, args.out, args.seed, overrides, progress=not args.no_progress,
+               llm=args.preset == "quick" and not getattr(args, "no_llm", False))
     print(f"wrote {os.path.join(out, 'report.md')} and report.html")
     return 0
