@@ -12,6 +12,7 @@ micro-batches of b sequences gives the update of one batch of A*b sequences, wha
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -135,8 +136,6 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, *, mesh=None, st
     NamedShardings from step to step and the batch is split over the data-parallel axes (dim 1 of the
     (A, b, S) arrays).
     """
-    import functools
-
     fn = functools.partial(train_step, graphdef=graphdef, tx=tx)
     if mesh is None:
         return jax.jit(fn, donate_argnums=0)

@@ -22,7 +22,7 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
-from murphyjax.llm.model import Blocks, Llama, LlamaConfig
+from murphyjax.llm.model import Llama, LlamaConfig
 
 # canonical per-layer HF names for the stacked Blocks fields
 _HF_LAYER = {
