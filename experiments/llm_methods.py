@@ -157,7 +157,7 @@ def run_preference(ctx: Ctx) -> dict:
                                           loss=loss, beta=beta, steps=cfg.pref_steps, batch_size=cfg.pref_batch,
                                           opt=OptimizerConfig(learning_rate=cfg.pref_lr), seed=ctx.seed,
                                           margin=margin, eval_at=pts, on_eval=lambda t, p: ctx.ev(p), monitor=mon,
-                                          log=ctx.log)
+                                          log=ctx.log, prompt_len=s.P)
     return {"pressure": "steps", "curve": _curve(ctx, hist), "finals": _finals(ctx, params), "event": mon.event,
             "beta": beta}
 

@@ -86,13 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
                                     "oracle-free) and write a run folder: report.md, report.html, figures, CSV data,\n"
                                     "config and versions. Re-running the same command resumes an interrupted run.",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    rp.add_argument("--preset", choices=["quick", "paper"], default="quick",
-                    help="quick: reduced grid, a few minutes (default); paper: the full grid of Section 3.5")
+    rp.add_argument("--preset", choices=["quick", "paper", "llm"], default="quick",
+                    help="quick: reduced grid, a few minutes (default), with the LLM section on a tiny policy; "
+                         "paper: the full grid of Section 3.5; llm: the LLM experiments on SmolLM2-135M "
+                         "(after `murphyjax models fetch smollm2-135m`; --set then sets LLM config fields)")
     rp.add_argument("--out", metavar="DIR", help="run folder (default: runs/<preset>-<config hash>)")
     rp.add_argument("--seed", type=_nonneg_int, default=None, help="base seed (default 0)")
     rp.add_argument("--set", metavar="KEY=VALUE", action="append",
                     help="override a config field, e.g. --set seeds=3 --set n_grid=64,128 (repeatable)")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rp.add_argument("--no-llm", action="store_true", help="quick preset: skip the LLM section")
     rp.set_defaults(func=_reproduce)
     return p
 

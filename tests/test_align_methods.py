@@ -212,3 +212,11 @@ def test_param_files_roundtrip(world, tmp_path):
     for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(q)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
+
+
+def test_sliced_output_projection_gives_the_same_log_probs(world):
+    g, p = world["g"], world["params"]
+    b = _pairs(world)
+    full = core.completion_sums(g, p, b["ids"], b["mask"], b["cmask"])
+    sliced = core.completion_sums(g, p, b["ids"], b["mask"], b["cmask"], prompt_len=P)
+    np.testing.assert_allclose(np.asarray(sliced), np.asarray(full), rtol=1e-6, atol=1e-6)

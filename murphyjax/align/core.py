@@ -59,6 +59,20 @@ def completion_logps(logits, ids, cmask):
     return jnp.where(cmask, lp, 0.0)
 
 
+def completion_sums(graphdef, params, ids, mask, cmask, prompt_len: int | None = None):
+    """Summed completion log-probs (B,) in one forward.
+
+    With ``prompt_len`` (static; the completion lies in slots [prompt_len, S), as in the codec layout),
+    the output projection and softmax run only at the S - prompt_len positions that predict completion
+    tokens: the (B, S, V) logits of the prompt positions are never formed.
+    """
+    if prompt_len is None:
+        return completion_logps(forward(graphdef, params, ids, mask), ids, cmask).sum(-1)
+    h, model = hidden(graphdef, params, ids, mask)
+    lp = token_logprobs(model.logits(h[:, prompt_len - 1:-1]), ids[:, prompt_len:])
+    return jnp.sum(jnp.where(cmask[:, prompt_len:], lp, 0.0), -1)
+
+
 # --------------------------------------------------------------------------- scalar heads
 def init_head(d: int) -> dict:
     """A scalar head h -> h.w + b, zero-initialised (a reward model starts at r = 0, BT loss log 2)."""

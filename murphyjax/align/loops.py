@@ -80,15 +80,19 @@ def reward_accuracy(rm_graphdef, rm_params, chosen: Seqs, rejected: Seqs, truth_
 
 def train_preference(graphdef, policy, ref_logps_c, ref_logps_r, chosen: Seqs, rejected: Seqs, *, loss,
                      beta: float, steps: int, batch_size: int, opt: OptimizerConfig, seed: int = 0,
-                     margin=None, eval_at=(), on_eval=None, monitor=None, log=None):
-    """DPO / IPO / f-DPO from ``policy`` with precomputed reference log-probs; returns (params, history)."""
+                     margin=None, eval_at=(), on_eval=None, monitor=None, log=None, prompt_len: int | None = None):
+    """DPO / IPO / f-DPO from ``policy`` with precomputed reference log-probs; returns (params, history).
+
+    ``prompt_len``: the sequences use the codec layout (completion in slots [prompt_len, S)), so the
+    logits are formed only where they are needed."""
     # the margin is always present (zeros by default) so MAPS and plain runs share one compiled step
     m = np.zeros(len(chosen.ids), np.float32) if margin is None else np.asarray(margin, np.float32)
     extra = {"ref_c": ref_logps_c, "ref_r": ref_logps_r, "margin": m}
     data = preference.pair_arrays(chosen, rejected, **extra)
     state = preference.new_state(policy, opt, seed)
     b = np.float32(beta)
-    step = lambda s, bt: preference.preference_step(s, bt, b, graphdef=graphdef, opt=opt, loss=loss)  # noqa: E731
+    step = lambda s, bt: preference.preference_step(s, bt, b, graphdef=graphdef, opt=opt, loss=loss,  # noqa: E731
+                                                    prompt_len=prompt_len)
     state, hist = run(step, state, data, preference.pair_batch, steps=steps, batch_size=batch_size, seed=seed,
                       eval_at=eval_at, on_eval=on_eval, monitor=monitor, log=log)
     return state.params, hist

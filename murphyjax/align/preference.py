@@ -61,21 +61,21 @@ def _apply(state: TrainState, grads, opt: OptimizerConfig):
     return TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state, state.rng)
 
 
-def pair_loss(params, batch, beta, ref_params, *, graphdef, loss: PreferenceLoss, kind=None):
+def pair_loss(params, batch, beta, ref_params, *, graphdef, loss: PreferenceLoss, kind=None,
+              prompt_len: int | None = None):
     """(loss, metrics) of one pair batch: policy log-probs of chosen and rejected in one forward.
 
     ``kind``: optional traced index into ``LOSSES`` overriding ``loss.kind`` (one compiled program for
-    every loss, selected with ``lax.switch``).
+    every loss, selected with ``lax.switch``). ``prompt_len``: see ``core.completion_sums``.
     """
+    args = (batch["ids"], batch["mask"], batch["cmask"], prompt_len)
     with jax.named_scope("policy_forward"):
-        logits = core.forward(graphdef, params, batch["ids"], batch["mask"])
-        lp = core.completion_logps(logits, batch["ids"], batch["cmask"]).sum(-1)
+        lp = core.completion_sums(graphdef, params, *args)
     if ref_params is None:
         ref = batch["ref_logps"]
     else:
         with jax.named_scope("reference_forward"):
-            ref_logits = core.forward(graphdef, jax.lax.stop_gradient(ref_params), batch["ids"], batch["mask"])
-            ref = jax.lax.stop_gradient(core.completion_logps(ref_logits, batch["ids"], batch["cmask"]).sum(-1))
+            ref = jax.lax.stop_gradient(core.completion_sums(graphdef, jax.lax.stop_gradient(ref_params), *args))
     B = lp.shape[0] // 2
     args = (lp[:B], lp[B:], ref[:B], ref[B:])
     branches = (lambda a: losses.dpo_loss(*a, beta, label_smoothing=loss.label_smoothing, margin=batch.get("margin", 0.0)),
@@ -87,17 +87,18 @@ def pair_loss(params, batch, beta, ref_params, *, graphdef, loss: PreferenceLoss
 
 
 def preference_step(state: TrainState, batch: dict, beta, ref_params=None, *, graphdef,
-                    opt: OptimizerConfig, loss: PreferenceLoss):
+                    opt: OptimizerConfig, loss: PreferenceLoss, prompt_len: int | None = None):
     """One optimiser update of a direct-alignment loss; returns (state, metrics). Jitted; the loss kind
-    is passed traced, so DPO, IPO and f-DPO runs share one compiled program."""
+    is passed traced, so DPO, IPO and f-DPO runs share one compiled program. ``prompt_len``: the
+    completion occupies slots [prompt_len, S) of every row (logits formed only there)."""
     return _preference_step(state, batch, beta, np.int32(LOSSES.index(loss.kind)), ref_params, graphdef=graphdef,
-                            opt=opt, loss=dataclasses.replace(loss, kind="dpo"))
+                            opt=opt, loss=dataclasses.replace(loss, kind="dpo"), prompt_len=prompt_len)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "opt", "loss"), donate_argnums=0)
-def _preference_step(state, batch, beta, kind, ref_params, *, graphdef, opt, loss):
+@functools.partial(jax.jit, static_argnames=("graphdef", "opt", "loss", "prompt_len"), donate_argnums=0)
+def _preference_step(state, batch, beta, kind, ref_params, *, graphdef, opt, loss, prompt_len):
     (value, metrics), grads = jax.value_and_grad(pair_loss, has_aux=True)(
-        state.params, batch, beta, ref_params, graphdef=graphdef, loss=loss, kind=kind)
+        state.params, batch, beta, ref_params, graphdef=graphdef, loss=loss, kind=kind, prompt_len=prompt_len)
     return _apply(state, grads, opt), {"loss": value, "grad_norm": optax.tree.norm(grads), **metrics}
 
 
