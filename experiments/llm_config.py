@@ -45,12 +45,12 @@ class LLMLabConfig:
     n_demos: int = 4000
     n_pairs: int = 1200
     n_prompts: int = 256  # RL / ReST training prompts
-    n_eval: int = 256  # evaluation (= audit) prompts, two samples each
+    n_eval: int = 192  # evaluation (= audit) prompts, two samples each
     # reference policy (SFT on demonstrations) and reward models
     ref_steps: int = 300
     ref_lr: float = 3e-3
     ref_batch: int = 64
-    rm_steps: int = 60
+    rm_steps: int = 40
     rm_lr: float = 1e-3
     rm_batch: int = 32
     # methods
@@ -58,16 +58,16 @@ class LLMLabConfig:
     variants: tuple = VARIANTS
     seeds: int = 2
     eval_points: int = 3  # evaluations along each run (plus the start)
-    sft_steps: int = 40
+    sft_steps: int = 30
     sft_lr: float = 1e-3
-    pref_steps: int = 40  # dpo, ipo, fdpo, cai
+    pref_steps: int = 30  # dpo, ipo, fdpo, cai
     pref_lr: float = 2e-4
     pref_batch: int = 32
     dpo_beta: float = 0.1
     dpo_betas: tuple = (0.03, 0.3, 1.0)  # beta sweep (final evaluation), besides dpo_beta
     ipo_tau: float = 0.1  # IPO's target log-ratio margin 1/(2 tau) = 5
     fdpo_divergence: str = "js"
-    rl_iters: int = 30
+    rl_iters: int = 24
     rl_lr: float = 1e-4
     rl_prompts: int = 32  # prompts per iteration (grpo: x group_size samples)
     group_size: int = 4
@@ -77,7 +77,7 @@ class LLMLabConfig:
     rest_iters: int = 3
     rest_samples: int = 4  # samples per training prompt per Grow step
     rest_keep: float = 0.3
-    rest_steps: int = 10
+    rest_steps: int = 8
     rest_lr: float = 3e-4
     # interventions
     votes: int = 9  # calibrated labels per routed pair
@@ -169,12 +169,12 @@ def config_hash(cfg: LLMLabConfig) -> str:
 LLM_PRESETS = {
     "quick": LLMLabConfig(),
     "llm": LLMLabConfig(
-        model="smollm2-135m", prompt_len=64, completion_len=24, tasks=("sycophancy", "length"),
-        n_demos=512, n_pairs=512, n_prompts=256, n_eval=128, ref_steps=40, ref_lr=2e-5, ref_batch=8,
-        rm_steps=60, rm_lr=2e-5, rm_batch=8, seeds=2, eval_points=4, sft_steps=24, sft_lr=1e-5,
-        pref_steps=24, pref_lr=5e-6, pref_batch=4, dpo_betas=(0.3,), rl_iters=12, rl_lr=2e-6, rl_prompts=8,
-        kl_coefs=(0.5,), bon_samples=8, rest_iters=2, rest_samples=2, rest_steps=8, rest_lr=1e-5, temperatures=(0.7, 1.0),
-        rhos=(0.0, 1.0), llm_judge=True),
+        model="smollm2-135m", prompt_len=40, completion_len=20, tasks=("sycophancy", "length"), n_demos=256,
+        n_pairs=256, n_prompts=128, n_eval=64, ref_steps=30, ref_lr=2e-5, ref_batch=8, rm_steps=40, rm_lr=2e-5,
+        rm_batch=8, seeds=2, eval_points=2, sft_steps=16, sft_lr=1e-5, pref_steps=16, pref_lr=2e-5, pref_batch=4,
+        dpo_betas=(0.5,), rl_iters=8, rl_lr=5e-6, rl_prompts=8, kl_coefs=(0.5,), bon_samples=8, rest_iters=2,
+        rest_samples=2, rest_steps=6, rest_lr=1e-5, temperatures=(0.7, 1.0), rhos=(0.0, 1.0),
+        variants=("base", "maps", "route"), llm_judge=True, workers=1),
 }
 
 

@@ -40,10 +40,10 @@ def _grid(n: int):
     return plt, fig, axes
 
 
-def _save(plt, fig, axes, n: int, path) -> None:
+def _save(plt, fig, axes, n: int, path, rect=(0, 0, 1, 1)) -> None:
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -68,8 +68,13 @@ def fig_gap(cv, task, methods, path, y="gap", ylabel="gap = proxy_n - true_n"):
         ax.set_xlabel("d = sqrt(KL to reference)")
         ax.set_ylabel(ylabel, fontsize=8)
         ax.axhline(0, color="k", lw=0.5)
-    axes.flat[0].legend(fontsize=7)
-    _save(plt, fig, axes, len(methods), path)
+    from matplotlib.lines import Line2D
+
+    present = [v for v in ("base", "maps", "route", "flag") if any(_series(cv, task, m, v) for m in methods)]
+    fig.legend([Line2D([], [], color=COLORS[v], marker="o") for v in present], [NAMES[v] for v in present],
+               loc="lower center", ncol=len(present), fontsize=8)
+    fig.subplots_adjust(bottom=0.1)
+    _save(plt, fig, axes, len(methods), path, rect=(0, 0.04, 1, 1))
 
 
 def fig_proxy_true(cv, gao, task, methods, path):
