@@ -158,27 +158,28 @@ def _active_learner(Phi, y, spec):
     return jnp.concatenate(out), q
 
 
-def _context_tilt(env, beta, lam, x_e, x_h, alpha, scale):
+def _context_tilt(env, beta, s_e, s_h, proj_e, proj_h, lam, alpha, scale):
     """Section 3.4 / Prop. 1-3: the context law tilted by the proxy, q_lambda ∝ mu exp(lambda s_hat).
 
-    For the linear proxy the tilt is exact (``envs.tilt_linear``): hard mass rho(lambda) in closed
-    form and samples shifted by lambda b. Returns rho and, for the fixed greedy proxy policy
-    pi(x) = a_1 iff s_hat(x) >= 0, its true value V_dist and proxy value V_hat_dist under q_lambda.
+    For the linear proxy s_hat(x) = b^T x + c the tilt is exact (``envs.tilt_linear``): hard mass
+    rho(lambda) in closed form, and each stratum shifted by lambda b. Everything the greedy proxy
+    policy's values need is linear in x, so the shift only offsets projections: s_hat by
+    lambda |b|^2, theta^T x and upsilon^T x by lambda theta^T b and lambda upsilon^T b.
+    ``proj_*`` = (theta^T x, upsilon^T x) on the evaluation samples, (2, M).
+    Returns rho, and the true value V_dist and proxy value V_hat_dist of the fixed greedy proxy
+    policy pi(x) = a_1 iff s_hat(x) >= 0 under q_lambda.
     """
     b = beta[:-1]
-    rho, shift = envs.tilt_linear(env, b, lam, alpha)
-
-    def values(sh):
-        xe, xh = x_e + sh, x_h + sh
-        se, shh = learners.features(xe) @ beta, learners.features(xh) @ beta
-        pe, ph = jnp.where(se >= 0, 1.0, -1.0), jnp.where(shh >= 0, 1.0, -1.0)
-        v = (jnp.mean(pe * envs.reward_gap(env, xe, 0.0)), jnp.mean(ph * envs.reward_gap(env, xh, 1.0)))
-        vh = (jnp.mean(jnp.abs(se)), jnp.mean(jnp.abs(shh)))
-        return jnp.stack(v), jnp.stack(vh)
-
-    v, vh = jax.vmap(values)(shift)  # (L, 2)
-    mix = lambda t: (1.0 - rho) * t[:, 0] + rho * t[:, 1]
-    return {"rho_tilt": rho, "V_dist": 0.5 + 0.5 * scale * mix(v), "V_hat_dist": 0.5 + 0.5 * mix(vh)}
+    rho, _ = envs.tilt_linear(env, b, lam, alpha)
+    off = lam[:, None] * jnp.stack([b @ env.theta, b @ env.upsilon, b @ b])[None, :]  # (L, 3)
+    sgn = lambda u: jnp.where(u >= 0, 1.0, -1.0)
+    se = s_e[None] + off[:, 2:3]
+    sh = s_h[None] + off[:, 2:3]
+    ve = jnp.mean(sgn(se) * sgn(proj_e[0][None] + off[:, 0:1]), -1)  # easy: Delta = sign(theta^T x)
+    vh = jnp.mean(sgn(sh) * sgn(proj_h[1][None] + off[:, 1:2]), -1)  # hard: Delta = sign(upsilon^T x)
+    mix = lambda e, h: (1.0 - rho) * e + rho * h
+    return {"rho_tilt": rho, "V_dist": 0.5 + 0.5 * scale * mix(ve, vh),
+            "V_hat_dist": 0.5 + 0.5 * mix(jnp.mean(jnp.abs(se), -1), jnp.mean(jnp.abs(sh), -1))}
 
 
 def _routed_learners(Phi, y, flags, u_easy, spec, n_max):
@@ -280,7 +281,10 @@ def run_row(key, alpha, eps, spec: RowSpec):
     finite = jnp.where(jnp.isinf(lam), 0.0, lam)
     rho, ess = jax.vmap(lambda se, sh: diagnostics.tilted_hard_mass(se, sh, finite, alpha), in_axes=(1, 1))(Se, Sh)
     out["d1.rho_tilt_mc"], out["d1.rho_ess"] = rho, ess
-    tilt = jax.vmap(lambda beta: _context_tilt(env, beta, finite, x_e, x_h, alpha, s_scale))(B)
+    proj_e = jnp.stack([x_e @ env.theta, x_e @ env.upsilon])
+    proj_h = jnp.stack([x_h @ env.theta, x_h @ env.upsilon])
+    tilt = jax.vmap(lambda beta, se, sh: _context_tilt(env, beta, se, sh, proj_e, proj_h, finite, alpha, s_scale),
+                    in_axes=(0, 1, 1))(B, Se, Sh)
     out.update({f"d1.{k}": v for k, v in tilt.items()})  # exact rho and the values under q_lambda
     out["d2.G"] = jnp.stack([
         jax.vmap(lambda se, sh: diagnostics.d1_curves(se, sh, de, dh, lam, (1 + r) * alpha, s_scale)["G"],

@@ -14,6 +14,10 @@ Inputs are one replicate's per-round arrays (vmap over replicates and worlds):
 and a static grid of budgets (rounds). Errors count a tie (statistic exactly 0) as 1/2: the
 expected error of a fair tie-breaking coin, which lowers Monte Carlo variance.
 
+Cost: fixed-sample statistics are read at the grid through segment sums (``prefix_at``); only
+the sequential protocols scan a running sum to find their stopping time. Inside ``vmap`` over
+worlds, arrays that do not depend on w (hardness, P(hard | x), per-round KL) are computed once.
+
 Protocols:
   ``majority_all``   oracle-free: label every round, majority of all votes.
   ``bayes_lr``       oracle-free: label every round, Bayes-optimal likelihood-ratio test given x
@@ -44,47 +48,12 @@ def _error(S, w):
     return jnp.where(S * w > 0, 0.0, jnp.where(S == 0, 0.5, 1.0)).astype(F32)
 
 
-def _counters(query, z, kl_t, llr_t):
-    return {"labels": query, "hits": query * z, "kl": query * kl_t, "llr": query * llr_t}
-
-
-def fixed_sample(stat_inc, counters, grid, w):
-    """Non-sequential test: w_hat = sign(sum_{t < n} stat_inc_t) at every budget n in ``grid``.
-
-    Returns a dict of (len(grid),) arrays: err, draws (= n), and the cumulative counters.
-    """
-    idx = jnp.asarray(grid) - 1
-    S = jnp.cumsum(stat_inc)[idx]
-    out = {k: jnp.cumsum(c)[idx] for k, c in counters.items()}
-    out["err"] = _error(S, w)
-    out["draws"] = jnp.asarray(grid, F32)
-    return out
-
-
-def sequential(path_inc, threshold, counters, grid, w):
-    """Sequential test: stop at the first t with |sum_{s <= t} path_inc_s| >= threshold.
-
-    With budget n the learner decides at the stopping time when it comes before n, else at n.
-    Returns err, draws (rounds consumed, stop + 1 or n), the counters at the decision, ``stopped``
-    and ``stop`` (the stopping index, len(path) when it never stops).
-    """
-    path = jnp.cumsum(path_inc)
-    crossed = jnp.abs(path) >= threshold
-    n_max = path.shape[0]
-    stop = jnp.where(crossed.any(), jnp.argmax(crossed), n_max)
-    g = jnp.asarray(grid)
-    idx = jnp.minimum(stop, g - 1)
-    out = {k: jnp.cumsum(c)[idx] for k, c in counters.items()}
-    out["err"] = _error(path[idx], w)
-    out["draws"] = (idx + 1).astype(F32)
-    out["stopped"] = (stop < g).astype(F32)
-    out["stop"] = stop
-    return out
-
-
-def votes(u, z, w, eps, easy_eps=0.0):
-    """Votes v = 2Z - 1 relative to pi^+ from uniforms u under world w (Massart channel, note 9.1)."""
-    return 2.0 * channels.bernoulli(u, channels.massart_p(z, w, eps, easy_eps)) - 1.0
+def prefix_at(x, grid):
+    """sum_{t < n} x_t for every n of the (static, increasing) grid, from segment sums: O(len(x))
+    with plain reductions (a full running sum is only needed to locate a stopping time)."""
+    bounds = (0,) + tuple(grid)
+    segs = jnp.stack([jnp.sum(x[..., a:b], axis=-1) for a, b in zip(bounds[:-1], bounds[1:])], axis=-1)
+    return jnp.cumsum(segs, axis=-1)
 
 
 def _llr_terms(v, p):
@@ -99,12 +68,47 @@ def _llr_terms(v, p):
     return 2.0 * e * a, v * a
 
 
+def fixed_sample(stat_inc, counters, grid, w):
+    """Non-sequential test: w_hat = sign(sum_{t < n} stat_inc_t) at every budget n in ``grid``.
+
+    ``counters`` maps names to per-round arrays summed up to n. Returns a dict of (len(grid),)
+    arrays: err, draws (= n) and the counters.
+    """
+    out = {k: prefix_at(c, grid) for k, c in counters.items()}
+    out["err"] = _error(prefix_at(stat_inc, grid), w)
+    out["draws"] = jnp.asarray(grid, F32)
+    return out
+
+
+def sequential(path, threshold, cum_counters, grid, w):
+    """Sequential test on a running statistic ``path`` (already summed): stop at the first t with
+    |path_t| >= threshold; with budget n decide at the stopping time if it comes before n, else at n.
+
+    ``cum_counters`` are running sums read at the decision index. Returns err, draws (rounds
+    consumed: stop + 1 or n), the counters, ``stopped`` and ``stop`` (len(path) if never).
+    """
+    crossed = jnp.abs(path) >= threshold
+    stop = jnp.where(crossed.any(), jnp.argmax(crossed), path.shape[0])
+    g = jnp.asarray(grid)
+    idx = jnp.minimum(stop, g - 1)
+    out = {k: c[idx] for k, c in cum_counters.items()}
+    out["err"] = _error(path[idx], w)
+    out["draws"] = (idx + 1).astype(F32)
+    out["stopped"] = (stop < g).astype(F32)
+    out["stop"] = stop
+    return out
+
+
+def votes(u, z, w, eps, easy_eps=0.0):
+    """Votes v = 2Z - 1 relative to pi^+ from uniforms u under world w (Massart channel, note 9.1)."""
+    return 2.0 * channels.bernoulli(u, channels.massart_p(z, w, eps, easy_eps)) - 1.0
+
+
 # --------------------------------------------------------------------------- oracle-free
 def majority_all(v, ph, eps, grid, w):
     """Label every round; w_hat = sign(sum v). Oracle-free: error ~ exp(-2 n alpha^2 eps^2) (note 9.4)."""
     kl, llr = _llr_terms(v, 0.5 + eps * ph)
-    ones = jnp.ones_like(v)
-    return fixed_sample(v, _counters(ones, ph, kl, llr), grid, w)
+    return fixed_sample(v, {"labels": jnp.ones_like(v), "hits": ph, "kl": kl, "llr": llr}, grid, w)
 
 
 def bayes_lr(v, ph, eps, grid, w):
@@ -113,9 +117,8 @@ def bayes_lr(v, ph, eps, grid, w):
     P_w(Z = 1 | x) = 1/2 + w eps P(hard | x) under the symmetric easy channel, so each vote's LLR
     is v log((1/2 + eps ph)/(1/2 - eps ph)) = 2 v atanh(2 eps ph). ``hits`` counts E[z | x] = ph.
     """
-    a = 2.0 * jnp.arctanh(2.0 * eps * ph)
     kl, llr = _llr_terms(v, 0.5 + eps * ph)
-    return fixed_sample(v * a, _counters(jnp.ones_like(v), ph, kl, llr), grid, w)
+    return fixed_sample(llr, {"labels": jnp.ones_like(v), "hits": ph, "kl": kl, "llr": llr}, grid, w)
 
 
 def active_lr(v, ph, eps, threshold, grid, w):
@@ -123,9 +126,10 @@ def active_lr(v, ph, eps, threshold, grid, w):
 
     The query decision depends on the history only (predictable), so Lemma 2 and Theorem 1 apply.
     """
-    a = 2.0 * jnp.arctanh(2.0 * eps * ph)
     kl, llr = _llr_terms(v, 0.5 + eps * ph)
-    return sequential(v * a, threshold, _counters(jnp.ones_like(v), ph, kl, llr), grid, w)
+    path = jnp.cumsum(llr)
+    t1 = jnp.arange(1, v.shape[0] + 1, dtype=F32)
+    return sequential(path, threshold, {"labels": t1, "hits": jnp.cumsum(ph), "kl": jnp.cumsum(kl), "llr": path}, grid, w)
 
 
 # --------------------------------------------------------------------------- routed
@@ -137,9 +141,17 @@ def routed_majority(v, z, flag, eps, grid, w, ph=None):
     the learner observes: with the oracle the hardness itself (kappa(eps) per hit); with an
     x-only flagger the label law given x (pass ``ph`` = P(hard | x)).
     """
-    p = 0.5 + eps * (z if ph is None else ph)
-    kl, llr = _llr_terms(v, p)
-    return fixed_sample(flag * v, _counters(flag, z, kl, llr), grid, w)
+    kl, llr = _llr_terms(v, 0.5 + eps * (z if ph is None else ph))
+    return fixed_sample(flag * v, {"labels": flag, "hits": flag * z, "kl": flag * kl, "llr": flag * llr}, grid, w)
+
+
+def _routed_walk(v, z, eps):
+    """Oracle-routed integer walk sum z v and the running counters shared by SPRT and abstention."""
+    L = 2.0 * jnp.arctanh(2.0 * jnp.asarray(eps, jnp.float64))
+    walk = jnp.cumsum(z * v)
+    hits = jnp.cumsum(z)
+    kl = (2.0 * eps * L).astype(F32) * hits  # kappa(eps) per hit
+    return L, walk, {"labels": hits, "hits": hits, "kl": kl, "llr": L.astype(F32) * walk}
 
 
 def sprt(v, z, eps, delta, grid, w):
@@ -149,11 +161,9 @@ def sprt(v, z, eps, delta, grid, w):
     reaches +-k, k = ceil(log((1 - delta)/delta) / L) (exact in float32; ``theory.sprt_exact``
     gives its error and expected hits).
     """
-    L = 2.0 * jnp.arctanh(2.0 * jnp.asarray(eps, jnp.float64))
-    b = jnp.log((1.0 - delta) / delta)
-    k = jnp.ceil(b / L - 1e-9).astype(F32)
-    kl, llr = _llr_terms(v, 0.5 + eps * z)
-    return sequential(z * v, k, _counters(z, z, kl, llr), grid, w)
+    L, walk, cum = _routed_walk(v, z, eps)
+    k = jnp.ceil(jnp.log((1.0 - delta) / delta) / L - 1e-9).astype(F32)
+    return sequential(walk, k, cum, grid, w)
 
 
 def abstain(v, z, eps, band, cost, grid, w):
@@ -166,16 +176,15 @@ def abstain(v, z, eps, band, cost, grid, w):
     w_hat before the budget n (each costs the reward scale s; easy rounds cost nothing).
     Note: B.11's "order eps^-2 log(1/delta) hits" holds with delta read as 1/2 - band.
     """
-    L = 2.0 * jnp.arctanh(2.0 * jnp.asarray(eps, jnp.float64))
+    L, walk, cum = _routed_walk(v, z, eps)
     k = jnp.floor(2.0 * jnp.arctanh(2.0 * jnp.asarray(band, jnp.float64)) / L + 1e-9).astype(F32) + 1.0
-    kl, llr = _llr_terms(v, 0.5 + eps * z)
-    out = sequential(z * v, k, _counters(z, z, kl, llr), grid, w)
+    out = sequential(walk, k, cum, grid, w)
     g = jnp.asarray(grid)
-    cumz = jnp.cumsum(z)
+    hits = cum["hits"]
     stop = out["stop"]
-    after = jnp.where(stop < g, cumz[g - 1] - cumz[jnp.minimum(stop, g - 1)], 0.0)
+    after = jnp.where(stop < g, hits[g - 1] - hits[jnp.minimum(stop, g - 1)], 0.0)
     out["escalation_cost"] = cost * out["labels"]
     out["wrong_acts"] = after * (out["err"] > 0.5)
-    out["hard_rounds"] = cumz[g - 1]
+    out["hard_rounds"] = hits[g - 1]
     out["draws"] = jnp.asarray(grid, F32)  # abstention keeps acting: every round is consumed
     return out
