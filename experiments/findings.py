@@ -69,12 +69,19 @@ def summary(cfg, T):
     out = []
     br = T["bound_vs_empirical"]
     viol = [r for r in br if not r["holds"]]
-    sim = [r for r in br if r["source"] == "simulated" and r["minimax_err"] > 0]
-    ratio = [r["minimax_err"] / r["lower_bound_err"] for r in sim if 0.5 <= r["n_alpha_kappa"] <= 2]
+    best = {}
+    for r in br:
+        if r["source"] == "simulated" and 0.5 <= r["n_alpha_kappa"] <= 2 and not r["protocol"].startswith("logistic"):
+            k = (r["alpha"], r["eps"], r["n"])
+            best[k] = min(best.get(k, 1.0), r["minimax_err"] / r["lower_bound_err"])
+    ratio = list(best.values())
     out.append(f"Theorem 1's lower bound holds at every one of the {len(br)} (cell, protocol, n) points checked "
-               f"({len(viol)} violations at 99 % confidence). It is loose: near nακ = 1 the best measured minimax error "
-               f"is {min(ratio):.1f}–{max(ratio):.1f}× the bound ¼exp(−nακ)." if ratio else
-               f"Lower bound checked at {len(br)} points, {len(viol)} violations.")
+               f"({len(viol)} violations at 99 % confidence). It is loose: where nακ is between 0.5 and 2 the best "
+               f"protocol's minimax error is {min(ratio):.1f}–{max(ratio):.1f}× the bound ¼exp(−nακ) (and the gap "
+               "grows with n: Bretagnolle–Huber puts the per-hit KL κ(ε) = 4ε·atanh(2ε) ≈ 8ε² in the exponent, while "
+               "the best test's error decays at the Chernoff information −½log(1 − 4ε²) ≈ 2ε² per hit, a factor ≈ 4 "
+               "smaller)." if ratio else
+               f"Theorem 1's lower bound checked at {len(br)} points, {len(viol)} violations.")
     kl = T["transcript_kl"]
     ok = all(r["kl_holds"] for r in kl) and all(r["lemma2_holds"] for r in kl)
     orr = [r["kl_over_bound"] for r in kl if r["protocol"] == "oracle"]
@@ -120,9 +127,24 @@ def summary(cfg, T):
                        f"conservative); the learned residual flagger (τ={rf['tau_median']:.2f}, ϕ={rf['phi_median']:.3f}) needs "
                        f"{rf['draws_exact']:.0f} (Theorem 3's T/(ατ) = {rf['Q_theorem3_T_over_alpha_tau']:.0f}, with dilution "
                        f"{rf['Q_diluted']:.0f}).")
-    lr = T["d3_logistic_reach"]
-    reached = [r for r in lr if r["target"] == "G_hard" and math.isfinite(r["draws"])]
-    out.append(f"D3 logistic learner: G_hard ≤ η was reached (median over seeds) in {len(reached)} of "
-               f"{len([r for r in lr if r['target'] == 'G_hard'])} (d, cell, learner, η) combinations within n ≤ {n}; "
-               "the oracle-free learner never gets below the plateau where it guesses on hard contexts.")
+    lr = [r for r in T["d3_logistic_reach"] if r["target"] == "G_hard"]
+    for name in sorted({r["learner"] for r in lr}):
+        rs = [r for r in lr if r["learner"] == name]
+        ok = [r for r in rs if math.isfinite(r["draws"])]
+        deepest = min((r["eta_over_gamma"] for r in ok), default=None)
+        out.append(f"D3 logistic learner, {name}: G_hard ≤ η reached (median over seeds) in {len(ok)} of {len(rs)} "
+                   f"(d, cell, η) combinations within n ≤ {n}" + (f"; the smallest η reached is {deepest}γ." if ok else "."))
+    out.append("The logistic learner must learn the hard-context direction υ in d dimensions from labels that are "
+               "right w.p. ½ + ε, so even with the oracle it needs of the order of d/ε² hard labels, far more than "
+               "Theorem 2's log(γ/η)/(2ε²) for the two-point problem; without routing it stays at G_hard ≈ α/2.")
+    est = T["estimates"]
+    err_a = [abs(r["alpha_hat"] - r["alpha"]) / r["alpha"] for r in est]
+    err_e = [abs(r["eps_hat"] - r["eps"]) / r["eps"] for r in est]
+    out.append(f"Section 5.6 estimates from an audit of {cfg.audit_size} contexts: median relative error of α̂ "
+               f"{np.median(err_a):.2f}, of ε̂ {np.median(err_e):.2f} (ε is estimated from only ≈ α·{cfg.audit_size} "
+               "hard audited labels: with small α the plug-in bound is unreliable).")
+    sq = [r for r in T["sequential"] if r["protocol"] == "sprt"]
+    out.append("SPRT (B.5): measured labels to decision vs the exact gambler's-ruin value: " + "; ".join(
+        f"α={r['alpha']} ε={r['eps']}: {r['labels_mean']:.1f} vs {r['exact_expected_hits']:.1f} (Wald's B.5 formula "
+        f"{r['wald_B5_hits']:.1f})" for r in sq if r["stopped_frac"] > 0.99) + ".")
     return out

@@ -134,7 +134,7 @@ def build_setup(cfg, kind: str, folder: Path, log=print) -> Setup:
                                        [p for s in shift.values() for p in s["prompt"]])
         lcfg = LlamaConfig.tiny(vocab_size=codec.vocab_size, hidden_size=cfg.d_model, intermediate_size=2 * cfg.d_model,
                                 num_layers=cfg.layers, num_heads=cfg.heads, num_kv_heads=cfg.kv_heads,
-                                head_dim=cfg.d_model // cfg.heads, max_seq_len=cfg.prompt_len + cfg.completion_len,
+                                head_dim=cfg.d_model // cfg.heads, max_seq_len=cfg.prompt_len + max(cfg.completion_len, 32),
                                 scan_layers=False)  # 2 layers: unrolled compiles and runs faster than a scan
         model = init(lcfg, cfg.seed)
     else:
@@ -142,7 +142,10 @@ def build_setup(cfg, kind: str, folder: Path, log=print) -> Setup:
         codec = C.ChatCodec(tok, system="Answer the question in one short sentence.")
     graphdef, params = core.split(model)
     d_model = model.config.hidden_size
-    P, N = cfg.prompt_len, cfg.completion_len
+    # completion slots: at least cfg.completion_len, and room for the longest demonstration or candidate
+    P = cfg.prompt_len
+    N = max(cfg.completion_len, C.max_lengths(codec, demos["prompt"][:1], demos["completion"] + cands["response_a"] +
+                                              cands["response_b"])[1])
     seqs = C.encode_sequences(codec, demos["prompt"], demos["completion"], P, N)
     ref_path = store.params_path("reference")
     if ref_path.exists():

@@ -83,6 +83,20 @@ def test_flaggers_find_the_hard_set():
     assert float(jnp.sum(ma * mb)) == 0.0 and float(jnp.sum(ma + mb)) == 10.0
 
 
+def test_keep_threshold_agrees_with_theory_score_flagger():
+    """B.7: thresholding u at the keep rate is the theory's Neyman-Pearson score flagger."""
+    from murphyjax import theory as T
+
+    env = envs.mixture(jax.random.key(9), 6, 0.1)
+    x, z = envs.sample_mixture(jax.random.key(10), env, 1000)
+    u = envs.hard_logit(env, x)
+    ours_tau, ours_phi = learners.flag_rates((u >= learners.keep_threshold(u, 0.15)).astype(F32), z)
+    th = T.score_flagger(np.asarray(u, np.float64), np.asarray(z, np.float64), np.full(1000, 1e-3), 0.15)
+    n_hard = float(z.sum())
+    assert abs(float(ours_tau) - float(th["tau"])) <= 1.0 / n_hard + 1e-9  # at most one context apart
+    assert abs(float(ours_phi) - float(th["phi"])) <= 1.0 / (1000 - n_hard) + 1e-9
+
+
 def test_d1_curves_on_a_hand_example():
     s_e, d_e = jnp.array([2.0, -1.0]), jnp.array([1.0, 1.0])  # one easy context right, one wrong
     s_h, d_h = jnp.array([1.0]), jnp.array([-1.0])  # the hard context wrong

@@ -58,6 +58,7 @@ def test_sharded_over_8_devices_equals_one_device(reference, tmp_path):
     assert n_int >= 15  # e.g. label and draw counts, flags, overflow indicators
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_gives_the_uninterrupted_numbers(reference, tmp_path):
     out = tmp_path / "run"
     script = textwrap.dedent(f"""
