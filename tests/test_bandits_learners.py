@@ -46,6 +46,17 @@ def test_warm_start_converges_in_few_steps_and_masked_rows_do_not_count():
     np.testing.assert_allclose(np.asarray(masked), np.asarray(half), atol=1e-4)
 
 
+def test_spd_solve_matches_float64_solve_batched():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((4, 200, 51)).astype(np.float32)
+    A = np.einsum("bni,bnj->bij", X, X) + np.eye(51, dtype=np.float32)  # a ridge Hessian's shape
+    b = rng.standard_normal((4, 51)).astype(np.float32)
+    x = jax.jit(jax.vmap(learners.spd_solve))(jnp.asarray(A), jnp.asarray(b))
+    assert x.dtype == F32
+    ref = np.linalg.solve(A.astype(np.float64), b.astype(np.float64)[..., None])[..., 0]
+    np.testing.assert_allclose(np.asarray(x), ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
 def test_policy_and_margin_query():
     s = jnp.array([-2.0, 0.0, 3.0])
     np.testing.assert_allclose(np.asarray(learners.policy(s, 0.0)), 0.5)

@@ -20,7 +20,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import cho_factor, cho_solve
 
 F32 = jnp.float32
 
@@ -62,13 +61,33 @@ def fit_logistic(X, y, weight, *, ridge=1.0, iters=8, beta0=None):
         mu = jax.nn.sigmoid(eta)
         g = X.T @ (weight * (mu - y)) + ridge * beta
         h = (X * (weight * mu * (1.0 - mu))[:, None]).T @ X + ridge * eye
-        beta = beta - cho_solve(cho_factor(h), g)
+        beta = beta - spd_solve(h, g)
         return beta, None
 
     beta, _ = jax.lax.scan(step, beta, None, length=iters)
     loss, metrics = logistic_loss(beta, X, y, weight, ridge)
     grad = jax.grad(lambda b: logistic_loss(b, X, y, weight, ridge)[0])(beta)
     return beta, dict(metrics, loss=loss, grad_norm=jnp.linalg.norm(grad))
+
+
+def spd_solve(A, b):
+    """x = A^{-1} b for a symmetric positive definite (p, p) ``A`` by Gauss-Jordan elimination.
+
+    No pivoting is needed for SPD matrices (every pivot is a Schur-complement diagonal, > 0). Pure
+    XLA (one ``fori_loop`` of p rank-1 updates of [A | b]) on purpose: under ``vmap`` on several
+    CPU devices, LAPACK's batched Cholesky (``cho_factor``) fans out into the intra-op thread pool
+    it already runs on and can deadlock it (seen: ``murphyjax reproduce`` hung with both pool
+    threads waiting inside ``lapack_spotrf``). The solve is O(p^3), negligible next to forming
+    the Hessian (O(n p^2)).
+    """
+    p = A.shape[-1]
+    M = jnp.concatenate([A, b[:, None]], axis=1)
+
+    def step(j, M):
+        row = M[j] / M[j, j]
+        return (M - M[:, j][:, None] * row[None, :]).at[j].set(row)
+
+    return jax.lax.fori_loop(0, p, step, M)[:, p]
 
 
 def policy(s_hat, lam):
