@@ -89,11 +89,12 @@ def environment(info: dict) -> dict:
 
 
 def main(preset: str = "quick", out: str | None = None, seed: int | None = None, overrides: dict | None = None,
-         progress: bool = True, devices=None, llm: bool = False) -> str:
+         progress: bool = True, devices=None, llm: bool = False, laws: bool | dict = False) -> str:
     """Run (or resume) the reproduction and write the report; returns the run folder.
 
     ``llm``: append the LLM section (issue 6, ``llm_report.section``: a tiny policy trained from scratch;
-    the CLI turns it on for the quick preset)."""
+    the CLI turns it on for the quick preset). ``laws``: append the laws section (issue 4,
+    ``laws_report.section`` at the matching laws preset; a dict = its config overrides; the CLI turns it on)."""
     cfg = resolve(preset, seed, overrides or {})
     h = presets.config_hash(cfg)
     out = out or os.path.join("runs", f"{preset}-{h}")
@@ -106,6 +107,14 @@ def main(preset: str = "quick", out: str | None = None, seed: int | None = None,
     table, arrays, info = runner.run(cfg, out, progress=progress, devices=devices)
     t_sim = time.perf_counter() - t0
     blocks, tables = sections.build(cfg, table, arrays, out, preset=preset, config_hash=h)
+    if laws:  # the laws where they bind (issue 4), resumable in <out>/laws
+        from murphyjax.experiments import laws_report
+
+        t_laws = time.perf_counter()
+        laws_blocks, laws_tables = laws_report.section(preset, out, seed, lab=(cfg, table, arrays), progress=progress,
+                                                       overrides=laws if isinstance(laws, dict) else None)
+        blocks, tables = blocks + laws_blocks, {**tables, **laws_tables}
+        info = dict(info, laws_seconds=time.perf_counter() - t_laws)
     if llm:  # the LLM experiments (issue 6), resumable in <out>/llm
         from murphyjax.experiments import llm_report
 
@@ -154,6 +163,6 @@ def cli(args) -> int:
         raise ConfigError(str(e)) from None
     use_all_cpu_cores()
     out = main(args.preset, args.out, args.seed, overrides, progress=not args.no_progress,
-               llm=args.preset == "quick" and not getattr(args, "no_llm", False))
+               llm=args.preset == "quick" and not getattr(args, "no_llm", False), laws=True)
     print(f"wrote {os.path.join(out, 'report.md')} and report.html")
     return 0
