@@ -113,10 +113,10 @@ def one_seed(cfg: LawsConfig, env, s, s_inf, k_mc) -> dict:
     return out
 
 
-def run_directional(cfg: LawsConfig, variants=VARIANTS, progress=None) -> dict:
-    """{variant: {key: array (seeds, ...)}} for every variant."""
+def run_directional(cfg: LawsConfig, variants=None, progress=None) -> dict:
+    """{variant: {key: array (seeds, ...)}} for every variant (default: cfg.variants)."""
     res = {}
-    for v in variants:
+    for v in variants or cfg.variants:
         envs, s, s_inf, keys = seeds_setup(cfg, "directional", v)
         per = [one_seed(cfg, envs[i], s[i], s_inf[i], keys[i][2]) for i in range(cfg.seeds)]
         res[v] = {k: np.stack([p[k] for p in per]) for k in per[0]}

@@ -25,6 +25,7 @@ VARIANTS = ("hacked", "symmetric", "varying", "correlated")
 @dataclasses.dataclass(frozen=True)
 class LawsConfig:
     seeds: int = 5
+    variants: tuple = VARIANTS  # which directional channels to run ("hacked" is required: MAPS and the Gao fits use it)
     # the directional bandit (murphyjax.bandits.directional.make_env)
     n_contexts: int = 256
     d: int = 5
@@ -82,6 +83,8 @@ class LawsConfig:
             raise ValueError(f"keep_factor * alpha must be < 1 (a keep rate); got {self.keep_factor * self.alpha!r}")
         if not 1 <= round(self.alpha * self.n_contexts) < self.n_contexts:
             raise ValueError(f"alpha * n_contexts must round to at least one hard context; got {self.alpha * self.n_contexts!r}")
+        if not isinstance(self.variants, tuple) or "hacked" not in self.variants or not set(self.variants) <= set(VARIANTS):
+            raise ValueError(f"variants must be a tuple of {', '.join(VARIANTS)} that includes 'hacked'; got {self.variants!r}")
         for name, lo, hi in (("taus", 0.0, 1.0), ("phis", 0.0, 1.0)):
             v = getattr(self, name)
             if not isinstance(v, tuple) or not v or not all(isinstance(x, (int, float)) and lo <= x <= hi for x in v):

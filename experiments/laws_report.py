@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from murphyjax.experiments import laws, laws_extra, laws_figures, laws_tables
-from murphyjax.experiments.laws_config import VARIANTS, LawsConfig, config_hash, preset as laws_preset
+from murphyjax.experiments.laws_config import LawsConfig, config_hash, preset as laws_preset
 
 
 def code_hash() -> str:
@@ -78,7 +78,7 @@ def compute(cfg: LawsConfig, out: str, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     say = (lambda m: print(f"  laws: {m} ({time.perf_counter() - t0:.0f} s)", flush=True)) if progress else (lambda m: None)
     R = {"directional": {}}
-    for v in VARIANTS:
+    for v in cfg.variants:
         R["directional"][v] = _cached(store, f"directional_{v}", lambda v=v: laws.run_directional(cfg, (v,))[v])
         say(f"directional {v}")
     R["maps"] = _cached(store, "maps", lambda: laws.run_maps(cfg))

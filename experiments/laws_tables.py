@@ -13,6 +13,12 @@ from murphyjax.experiments.laws_extra import q90
 SHOW_LAMS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
+def _shown(lams):
+    """The SHOW_LAMS whose nearest grid point is interior (finite differences need a neighbour on each side)."""
+    idx = [int(np.argmin(np.abs(np.asarray(lams) - lam))) for lam in SHOW_LAMS]
+    return [lam for lam, i in zip(SHOW_LAMS, idx) if 0 < i < len(lams) - 1]
+
+
 def _at(lams, y, lam):
     """Column of y (S, L) at the grid point nearest lam."""
     return y[:, int(np.argmin(np.abs(np.asarray(lams) - lam)))]
@@ -37,7 +43,7 @@ def drift_table(cfg, res) -> list:
     for v, r in res.items():
         for path, mass, pred in (("context", "rho", "drift"), ("policy", "hacked", "dhacked")):
             meas = _fd(r[f"{path}.measured.{mass}"], lams)
-            for lam in SHOW_LAMS:
+            for lam in _shown(lams):
                 rows.append({"variant": v, "path": path, "lam": lam, **_q("mass_exact", _at(lams, r[f"{path}.learned.{mass}"], lam)),
                              "mass_measured": float(np.median(_at(lams, r[f"{path}.measured.{mass}"], lam))),
                              **_q("drift_predicted", _at(lams, r[f"{path}.learned.{pred}"], lam)),
@@ -84,7 +90,7 @@ def b10_table(cfg, res) -> list:
     lams, rows = cfg.lams, []
     for v, r in res.items():
         meas = _fd(r["context.measured.dpv"], lams)
-        for lam in SHOW_LAMS:
+        for lam in _shown(lams):
             rows.append({"variant": v, "lam": lam, **_q("dpv_exact", _at(lams, r["context.learned.dpv"], lam)),
                          "dpv_measured": float(np.median(_at(lams, r["context.measured.dpv"], lam))),
                          **_q("slope_b10", _at(lams, r["context.learned.dpv_slope"], lam)), **_q("slope_measured", _at(lams, meas, lam)),
@@ -97,7 +103,7 @@ def gap_table(cfg, res) -> list:
     lams, rows = cfg.lams, []
     for v, r in res.items():
         meas = _fd(r["policy.measured.gap"], lams)
-        for lam in SHOW_LAMS:
+        for lam in _shown(lams):
             rows.append({"variant": v, "beta": lam, **_q("gap_closed_form", _at(lams, r["policy.learned.gap_v1"], lam)),
                          **_q("gap_measured", _at(lams, r["policy.measured.gap"], lam)),
                          **_q("slope_closed_form", _at(lams, r["policy.learned.slope_v1"], lam)), **_q("slope_measured", _at(lams, meas, lam)),
