@@ -29,15 +29,20 @@ from murphyjax.bandits.two_tilt import two_tilt_system
 from murphyjax.experiments.laws_config import VARIANTS, LawsConfig
 
 
-def variant_env(key, cfg: LawsConfig, variant: str):
-    """The directional bandit of one variant: hacked (constant eps), symmetric (bias toward a random
-    action per hard context), varying (eps(x), B.1) or correlated (proxy-correlated hardness)."""
+def variant_params(cfg: LawsConfig, variant: str) -> tuple:
+    """(spread, hard_corr, symmetric) of one variant: hacked (constant eps), symmetric (bias toward a
+    random action per hard context), varying (eps(x), B.1) or correlated (proxy-correlated hardness)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
-    kw = {"direction": "symmetric" if variant == "symmetric" else "hacked",
-          "spread": cfg.spread if variant == "varying" else 0.0, "hard_corr": cfg.hard_corr if variant == "correlated" else 0.0}
-    return D.make_env(key, cfg.n_contexts, cfg.d, cfg.alpha, cfg.eps, sharpness=cfg.sharpness, easy_margin=cfg.easy_margin,
-                      u_hack=cfg.u_hack, hard_shift=cfg.hard_shift, **kw)
+    return (cfg.spread if variant == "varying" else 0.0, cfg.hard_corr if variant == "correlated" else 0.0, float(variant == "symmetric"))
+
+
+def variant_env(key, cfg: LawsConfig, variant: str):
+    """The directional bandit of one variant (validated; see ``variant_params``)."""
+    spread, corr, sym = variant_params(cfg, variant)
+    return D.make_env(key, cfg.n_contexts, cfg.d, cfg.alpha, cfg.eps, spread=spread, hard_corr=corr,
+                      direction="symmetric" if sym else "hacked", sharpness=cfg.sharpness, easy_margin=cfg.easy_margin,
+                      u_hack=cfg.u_hack, hard_shift=cfg.hard_shift)
 
 
 def seed_key(cfg: LawsConfig, part: str, variant: str, seed: int):
@@ -54,10 +59,15 @@ def learn(key, cfg: LawsConfig, env):
     return s, D.population_proxy(env, context_sd=cfg.context_sd, ridge=cfg.ridge)
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _envs_and_proxies(k_env, k_lab, cfg: LawsConfig, variant: str):
-    """vmap over seeds: the bandits and their learned and population proxies in one compiled call."""
-    env = jax.vmap(lambda k: variant_env(k, cfg, variant))(k_env)
+@functools.partial(jax.jit, static_argnums=(2,))
+def _envs_and_proxies(k_env, k_lab, cfg: LawsConfig, params):
+    """vmap over seeds: the bandits and their learned and population proxies in one compiled call
+    (the variant's parameters are traced, so every variant shares the compilation)."""
+    k_h = D.validate(cfg.n_contexts, cfg.d, cfg.alpha, cfg.eps, spread=cfg.spread, hard_corr=cfg.hard_corr, u_hack=cfg.u_hack,
+                     sharpness=cfg.sharpness, easy_margin=cfg.easy_margin, hard_shift=cfg.hard_shift)
+    draw = lambda k: D.draw_env(k, cfg.n_contexts, cfg.d, k_h, cfg.eps, *params[:2], params[2], cfg.hard_shift, cfg.u_hack,
+                                cfg.sharpness, cfg.easy_margin)
+    env = jax.vmap(draw)(k_env)
     s, s_inf = jax.vmap(lambda k, e: learn(k, cfg, e))(k_lab, env)
     return env, s, s_inf
 
@@ -66,7 +76,8 @@ def seeds_setup(cfg: LawsConfig, part: str, variant: str):
     """(envs, s_hat, s_inf, per-seed keys) for every seed of one part and variant (envs as a list)."""
     keys = [jax.random.split(seed_key(cfg, part, variant, i), 4) for i in range(cfg.seeds)]
     ks = lambda j: jnp.stack([k[j] for k in keys])
-    env, s, s_inf = _envs_and_proxies(ks(0), ks(1), cfg, variant)
+    params = jnp.asarray(variant_params(cfg, variant), jnp.float64)
+    env, s, s_inf = _envs_and_proxies(ks(0), ks(1), cfg, params)
     envs = [D.DirectionalEnv(*(f[i] for f in env)) for i in range(cfg.seeds)]
     return envs, s, s_inf, keys
 

@@ -88,7 +88,7 @@ def maps(cfg, m, path):
         axes[1].plot(lams, np.median(m[f"{name}.rho"], 0), color=c)
         axes[2].plot(lams, np.median(m[f"{name}.drift"], 0), color=c)
         axes[3].plot(np.sqrt(np.median(m[f"{name}.kl"], 0)), np.median(m[f"{name}.gap"], 0), color=c)
-    for ax, yl in zip(axes, ("Alignment Gap E[r_t − U] (dots: measured)", "hard mass ρ_t(λ)", "drift ρ'_t(λ) = Cov_q(H, t)", "gap")):
+    for ax, yl in zip(axes, ("gap of r̂: E[r̂ − U] (dots: measured)", "hard mass ρ_t(λ)", "drift ρ'_t(λ) = Cov_q(H, t)", "gap")):
         ax.set_ylabel(yl)
         ax.set_xlabel("λ")
     axes[2].axhline(0, color="grey", lw=0.6)
@@ -114,26 +114,27 @@ def sweep(cfg, rows, path):
 
 
 def trilemma(tri, path):
-    from mpl_toolkits.mplot3d import Axes3D  # noqa: F401
-
+    """Each policy as (Σ_j regret_j, max_j regret_j): the region's lower-left corner against eq. (1)'s bounds."""
     clouds = tri["clouds"]
-    fig = plt.figure(figsize=(6 * len(clouds), 5))
-    for i, (name, c) in enumerate(clouds.items()):
-        ax = fig.add_subplot(1, len(clouds), i + 1, projection="3d")
-        ax.scatter(*c["det"].T, s=2, alpha=0.25, color="C0", label="random deterministic policies")
-        ax.scatter(*c["sto"].T, s=2, alpha=0.25, color="C2", label="random stochastic policies")
-        ax.scatter(*c["support"].T, s=9, color="C3", label="Pareto boundary (exact support points)")
-        for b, col, lab in ((c["paper"], "grey", "Σ regret = α_S min m (eq. 1)"), (c["proof"], "k", "Σ regret = k α_S min m (proof)")):
-            tri_pts = np.asarray([[b, 0, 0], [0, b, 0], [0, 0, b], [b, 0, 0]])
-            ax.plot(*tri_pts.T, color=col, lw=1.5, label=lab)
-        ax.set_xlabel("regret₁")
-        ax.set_ylabel("regret₂")
-        ax.set_zlabel("regret₃")
-        ax.set_title(name, fontsize=9)
-        ax.view_init(25, 45)
-        if i == 0:
-            ax.legend(fontsize=6, loc="upper left")
-    fig.suptitle("Eq. (1): achievable regret vectors over all policies; no policy reaches below the planes", fontsize=10)
+    rows = {r["environment"].split(" ")[0]: r for r in tri["rows"]}
+    fig, axes = plt.subplots(1, len(clouds), figsize=(5.5 * len(clouds), 4.2), squeeze=False)
+    for ax, (name, c) in zip(axes[0], clouds.items()):
+        for key, col, lab, s in (("det", "C0", "random deterministic policies", 3), ("sto", "C2", "random stochastic policies", 3),
+                                 ("support", "C3", "Pareto boundary (exact support points)", 12)):
+            ax.scatter(c[key].sum(1), c[key].max(1), s=s, alpha=0.6 if key == "support" else 0.25, color=col, label=lab)
+        r = rows[name]
+        for x, col, ls, lab in ((c["paper"], "grey", "--", "eq. (1): α_S min m"), (c["proof"], "k", "--", "proof: 2 α_S min m"),
+                                (r["min_sum_regret_exact"], "C3", ":", "exact min Σ regret")):
+            ax.axvline(x, color=col, ls=ls, lw=1.2, label=f"{lab} = {x:.4f}")
+        ax.axhline(r["min_max_regret_lp"], color="C1", ls=":", lw=1.2, label=f"min max_j regret (LP) = {r['min_max_regret_lp']:.4f}")
+        ax.set_xscale("log")
+        ax.set_xlim(c["paper"] / 2, None)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("Σ_j regret_j")
+        ax.set_ylabel("max_j regret_j")
+        ax.set_title(rows[name]["environment"], fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle("Eq. (1): the achievable regrets over all policies; no policy lies left of the bounds", fontsize=10)
     _save(fig, path)
 
 

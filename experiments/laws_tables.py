@@ -85,30 +85,33 @@ def b4_table(cfg, res) -> list:
     return rows
 
 
-def b10_table(cfg, res) -> list:
-    """Prop. 6 / B.10: the proxy-true divergence of the greedy proxy policy under q_lambda and its slope."""
+def _curve_rows(cfg, res, lam_col, path, value, slope, names):
+    """Per variant and shown lambda: a curve and its slope, exact (learned proxy) vs measured vs population.
+
+    names = (value exact, value measured, slope predicted, slope population) column names."""
     lams, rows = cfg.lams, []
     for v, r in res.items():
-        meas = _fd(r["context.measured.dpv"], lams)
+        meas = _fd(r[f"{path}.measured.{value[1]}"], lams)
         for lam in _shown(lams):
-            rows.append({"variant": v, "lam": lam, **_q("dpv_exact", _at(lams, r["context.learned.dpv"], lam)),
-                         "dpv_measured": float(np.median(_at(lams, r["context.measured.dpv"], lam))),
-                         **_q("slope_b10", _at(lams, r["context.learned.dpv_slope"], lam)), **_q("slope_measured", _at(lams, meas, lam)),
-                         "slope_population": float(np.median(_at(lams, r["context.population.dpv_slope"], lam)))})
+            rows.append({"variant": v, lam_col: lam, **_q(names[0], _at(lams, r[f"{path}.learned.{value[0]}"], lam)),
+                         **_q(names[1], _at(lams, r[f"{path}.measured.{value[1]}"], lam)),
+                         **_q(names[2], _at(lams, r[f"{path}.learned.{slope}"], lam)), **_q("slope_measured", _at(lams, meas, lam)),
+                         names[3]: float(np.median(_at(lams, r[f"{path}.population.{slope}"], lam)))})
     return rows
+
+
+def b10_table(cfg, res) -> list:
+    """Prop. 6 / B.10: the proxy-true divergence of the greedy proxy policy under q_lambda and its slope."""
+    return _curve_rows(cfg, res, "lam", "context", ("dpv", "dpv"), "dpv_slope", ("dpv_exact", "dpv_measured", "slope_b10", "slope_population"))
 
 
 def gap_table(cfg, res) -> list:
     """The v1 Alignment Gap of pi_beta ∝ pi_0 exp(beta r_hat): closed form (theory.alignment_gap) vs measured."""
-    lams, rows = cfg.lams, []
-    for v, r in res.items():
-        meas = _fd(r["policy.measured.gap"], lams)
-        for lam in _shown(lams):
-            rows.append({"variant": v, "beta": lam, **_q("gap_closed_form", _at(lams, r["policy.learned.gap_v1"], lam)),
-                         **_q("gap_measured", _at(lams, r["policy.measured.gap"], lam)),
-                         **_q("slope_closed_form", _at(lams, r["policy.learned.slope_v1"], lam)), **_q("slope_measured", _at(lams, meas, lam)),
-                         "gap_population": float(np.median(_at(lams, r["policy.population.gap_v1"], lam))),
-                         "slope_population": float(np.median(_at(lams, r["policy.population.slope_v1"], lam)))})
+    rows = _curve_rows(cfg, res, "beta", "policy", ("gap_v1", "gap"), "slope_v1",
+                       ("gap_closed_form", "gap_measured", "slope_closed_form", "slope_population"))
+    for r, lam in zip(rows, [r["beta"] for r in rows]):
+        v = res[r["variant"]]
+        r["gap_population"] = float(np.median(_at(cfg.lams, v["policy.population.gap_v1"], lam)))
     return rows
 
 

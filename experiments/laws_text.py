@@ -75,6 +75,10 @@ def findings(cfg, T):
     out.append(f"Hard-mass derivative, predicted (Cov_{{q_λ}}(H, ŝ)) vs measured (finite differences of the simulation) at λ ∈ "
                f"{sorted({r['lam'] for r in ctx})}: largest median difference {_f(dc)} (context tilt; derivatives up to {_f(sc)}) and "
                f"{_f(dp)} (policy tilt; up to {_f(sp)}).")
+    db, sb = _worst(T["laws_b10"], "slope_b10", "slope_measured", "slope_b10")
+    out.append(f"Prop. 6 / B.10: the slope of the greedy proxy policy's proxy-true divergence, predicted Cov_q(r̂ − U, ŝ), differs "
+               f"from the measured one by at most {_f(db)} (slopes up to {_f(sb)}); Δ_PV at the largest shown λ: "
+               + ", ".join(f"{r['variant']} {_f(r['dpv_exact'])}" for r in T["laws_b10"] if r["lam"] == max(x["lam"] for x in T["laws_b10"])) + ".")
     b4 = {r["variant"]: r for r in T["laws_b4"]}
     parts = []
     for v, r in b4.items():
@@ -212,7 +216,7 @@ def _b4(cfg, T, fig):
 
 
 def _b10(cfg, T, fig):
-    cols = [("variant", "variant"), ("lam", "λ")] + _q3("dpv_exact", "Δ_PV exact") + [("dpv_measured", "Δ_PV measured")] + \
+    cols = [("variant", "variant"), ("lam", "λ")] + _q3("dpv_exact", "Δ_PV exact") + _q3("dpv_measured", "Δ_PV measured") + \
         _q3("slope_b10", "slope B.10") + _q3("slope_measured", "slope measured") + [("slope_population", "population")]
     return [("h2", "Prop. 6 / B.10: the proxy-true divergence grows at the rate Cov_q(r̂ − r, ŝ)"),
             ("img", fig("fig_laws_b10.png"), "Δ_PV(λ) of the greedy proxy policy under q_λ"),
@@ -248,7 +252,8 @@ def _maps(cfg, T, fig):
                   "flagged contexts lowers the hacked action's advantage there). Gap = E_{q^t_λ, π^t_λ}[r̂ − U]: the gap of the learned proxy r̂ "
                   f"(what the reward model reports) under the shaped system, one yardstick for every intervention. 'line slope/intercept' = least-squares line gap ≈ intercept + slope·λ over λ ∈ [0, {cfg.lam_max}]; gap slope at 0 "
                   "is exact (bandits.two_tilt); KL_ref = the KL of the unshaped system at λ_max/4 (matched pressure). β* uses the exact "
-                  "Cov_μ(H, ŝ) (what an audit set estimates); the learned flagger is logistic regression of H on x from an audit set of "
+                  "Cov_μ(H, ŝ) (what an audit set estimates); with the oracle h = H the penalty at β* and the projection ⊥ H are the same score (β* = Cov_μ(H, ŝ)/Var_μ(H)), so their "
+                  "rows coincide; the learned flagger is logistic regression of H on x from an audit set of "
                   f"{cfg.audit_size} contexts, keep rate {cfg.keep_factor}α (B.7)."),
             table(cols, T["laws_maps"]), ("h3", "The flagger's (τ, ϕ) sets the residual"),
             ("img", fig("fig_laws_flagger.png"), "penalty at β*(τ, ϕ) for synthetic flaggers"),

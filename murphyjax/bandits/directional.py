@@ -104,18 +104,26 @@ def make_env(key, n_contexts: int, d: int, alpha: float, eps: float, *, spread: 
     """
     k_h = validate(n_contexts, d, alpha, eps, spread=spread, hard_corr=hard_corr, direction=direction,
                    hard_shift=hard_shift, u_hack=u_hack, sharpness=sharpness, easy_margin=easy_margin)
+    return draw_env(key, n_contexts, d, k_h, eps, spread, hard_corr, direction == "symmetric", hard_shift, u_hack, sharpness, easy_margin)
+
+
+def draw_env(key, n_contexts: int, d: int, n_hard: int, eps, spread, hard_corr, symmetric, hard_shift, u_hack, sharpness,
+             easy_margin) -> DirectionalEnv:
+    """The unchecked core of :func:`make_env` (call ``validate`` first): every argument after ``n_hard``
+    may be a traced array, so one compiled function serves every variant (``symmetric`` a 0/1 flag)."""
     kx, kh, kc = jax.random.split(key, 3)
     x = jax.random.normal(kx, (n_contexts, d), F64)
     theta, xi, ups = x[:, 0], x[:, 1], x[:, 2]  # axis-aligned directions (x is isotropic)
     gumbel = jax.random.gumbel(kh, (n_contexts,), F64)
     order = jnp.argsort(-(hard_corr * theta + gumbel))  # Gumbel top-k: P(subset) ∝ prod exp(hard_corr theta^T x)
-    hard = jnp.zeros((n_contexts,), F64).at[order[:k_h]].set(1.0)
+    hard = jnp.zeros((n_contexts,), F64).at[order[:n_hard]].set(1.0)
     x = x.at[:, 1].set(xi + hard_shift * hard)
     delta = jnp.where(theta >= 0, 1.0, -1.0) * (easy_margin + (1.0 - easy_margin) * jnp.abs(jnp.tanh(theta)))
     u1 = jnp.where(hard > 0, u_hack, 0.5 * (1.0 + delta))
     u0 = jnp.where(hard > 0, 1.0 - u_hack, 0.5 * (1.0 - delta))
     eps_x = hard * eps * (1.0 + spread * jnp.tanh(ups))
-    sign = 1.0 if direction == "hacked" else jnp.where(jax.random.bernoulli(kc, 0.5, (n_contexts,)), 1.0, -1.0)
+    coin = jnp.where(jax.random.bernoulli(kc, 0.5, (n_contexts,)), 1.0, -1.0)
+    sign = jnp.where(jnp.asarray(symmetric, bool), coin, 1.0)
     p_label = jnp.where(hard > 0, 0.5 + sign * eps_x, jax.nn.sigmoid(sharpness * delta))
     mu = jnp.full((n_contexts,), 1.0 / n_contexts, F64)
     return DirectionalEnv(x, mu, hard, u0, u1, p_label, eps_x, jnp.asarray(sharpness, F64))

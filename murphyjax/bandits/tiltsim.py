@@ -79,16 +79,13 @@ def simulate(key, log_mu, t, s_greedy, hard, u0, u1, lams, *, n_samples: int, co
 def central_difference(values, lams):
     """d/dlam at the interior grid points by central differences on a (possibly non-uniform) grid.
 
-    Returns (lam_mid (L-2,), derivative (..., L-2)); the second-order formula for uneven spacing.
+    Returns (lam_mid (L-2,), derivative (..., L-2)); the second-order formula for uneven spacing
+    (``numpy.gradient``'s interior stencil).
     """
     import numpy as np
 
     lams = np.asarray(lams, float)
-    y = np.asarray(values, float)
-    h0 = lams[1:-1] - lams[:-2]
-    h1 = lams[2:] - lams[1:-1]
-    d = (-h1 / (h0 * (h0 + h1)) * y[..., :-2] + (h1 - h0) / (h0 * h1) * y[..., 1:-1] + h0 / (h1 * (h0 + h1)) * y[..., 2:])
-    return lams[1:-1], d
+    return lams[1:-1], np.gradient(np.asarray(values, float), lams, axis=-1)[..., 1:-1]
 
 
 def peak(values, lams):
