@@ -38,3 +38,13 @@ def test_large_budgets_are_cheap_and_finite():
 def test_bad_protocol():
     with pytest.raises(ValueError, match=r"protocol must be one of all, all_blind, routed, routed_labels, flagged"):
         T.bayes_error("magic", 10, 0.1, 0.1)
+
+
+@pytest.mark.parametrize("protocol", ["all", "all_blind", "routed", "routed_labels", "flagged"])
+def test_bayes_error_grid_equals_bayes_error_at_every_n(protocol):
+    ns = (0, 1, 2, 7, 40, 129)
+    grid = np.asarray(T.bayes_error_grid(protocol, ns, 0.1, 0.2, 0.7, 0.05))
+    ref = [float(T.bayes_error(protocol, n, 0.1, 0.2, 0.7, 0.05)) for n in ns]
+    np.testing.assert_allclose(grid, ref, rtol=1e-12, atol=1e-300)
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        T.bayes_error_grid("nope", ns, 0.1, 0.2)

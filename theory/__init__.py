@@ -108,6 +108,7 @@ from murphyjax.theory.errata import ERRATA, errata_markdown
 from murphyjax.theory.sharp import (
     PROTOCOLS,
     bayes_error,
+    bayes_error_grid,
     chernoff_error_approx,
     chernoff_information,
     error_exponents,

@@ -68,6 +68,14 @@ def bayes_error(protocol: str, n: int, alpha, eps, tau=1.0, phi=0.0):
         return majority_error(n, 0.5 + a * e)
     if protocol == "routed_labels":
         return majority_error(n, 0.5 + e) + 0.0 * a
+    keep, acc = _keep_accuracy(protocol, a, e, tau, phi)
+    w, k = _binom_weights(n, keep)                                      # (..., n+1)
+    maj = majority_error(k, acc[..., None])                            # O(n) terms, O(1) each
+    return jnp.sum(w * maj, axis=-1)
+
+
+def _keep_accuracy(protocol, a, e, tau, phi):
+    """(P(a draw is kept), P(a kept label is right)) of the "all"/"routed"/"flagged" protocols."""
     if protocol in ("all", "routed"):
         keep, acc = a, 0.5 + e
     else:
@@ -75,10 +83,31 @@ def bayes_error(protocol: str, n: int, alpha, eps, tau=1.0, phi=0.0):
         f = V.probability("phi", phi)
         keep = a * t + (1.0 - a) * f
         acc = 0.5 + e * flagger_hit_fraction(a, t, f)
-    keep, acc = jnp.broadcast_arrays(jnp.asarray(keep, V.F64), jnp.asarray(acc, V.F64))
-    w, k = _binom_weights(n, keep)                                      # (..., n+1)
-    maj = majority_error(k, acc[..., None])                            # O(n) terms, O(1) each
-    return jnp.sum(w * maj, axis=-1)
+    return jnp.broadcast_arrays(jnp.asarray(keep, V.F64), jnp.asarray(acc, V.F64))
+
+
+def bayes_error_grid(protocol: str, ns, alpha: float, eps: float, tau: float = 1.0, phi: float = 0.0):
+    """:func:`bayes_error` at every budget of a grid ``ns`` for one scalar (alpha, eps) (and tau, phi).
+
+    Same binomial sums, sum_k Bin(k; n, keep) maj(k, acc), but with one array shape for the whole
+    grid (vote counts k = 0..max(ns), masked above each n), so a grid costs one XLA compilation
+    instead of one per n (``bayes_error``'s shapes depend on n). Returns (len(ns),) float64.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
+    ns = np.asarray([int(V.integer("n", n)) for n in np.atleast_1d(ns)], np.float64)
+    a, e = V.alpha(alpha), V.eps(eps)
+    if protocol == "all_blind":
+        return majority_error(ns, 0.5 + a * e)
+    if protocol == "routed_labels":
+        return majority_error(ns, 0.5 + e) + 0.0 * a
+    keep, acc = _keep_accuracy(protocol, a, e, tau, phi)
+    k = np.arange(int(ns.max()) + 1, dtype=np.float64)
+    n = ns[:, None]
+    rest = np.maximum(n - k, 0.0)
+    logw = gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(rest + 1.0) + xlogy(k, keep) + xlogy(rest, 1.0 - keep)
+    w = jnp.where(k <= n, jnp.exp(logw), 0.0)                           # (len(ns), max(ns) + 1)
+    return jnp.sum(w * majority_error(k, acc), axis=-1)
 
 
 def error_exponents(alpha, eps):

@@ -17,7 +17,6 @@ Eq. (1) bounds the first from below by alpha_S min_j m_j; its argument gives 2 a
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -76,11 +75,13 @@ def simplex_grid(steps: int) -> np.ndarray:
     return np.asarray(pts, np.float64) / steps
 
 
-def random_policies(key, K: int, n: int, deterministic: bool):
-    """n random policies (n, K, 3): uniformly random actions, or Dirichlet(1) action laws."""
+def random_policies(seed: int, K: int, n: int, deterministic: bool) -> np.ndarray:
+    """n random policies (n, K, 3) from a NumPy generator seeded with ``seed``: uniformly random
+    actions, or Dirichlet(1) action laws (samples of the region's interior, no compilation)."""
+    rng = np.random.default_rng(seed)
     if deterministic:
-        return np.asarray(jax.nn.one_hot(jax.random.randint(key, (n, K), 0, 3), 3, dtype=jnp.float64))
-    return np.asarray(jax.random.dirichlet(key, jnp.ones(3, jnp.float64), (n, K)))
+        return np.eye(3)[rng.integers(0, 3, (n, K))]
+    return rng.dirichlet(np.ones(3), (n, K))
 
 
 def tight_three_objective(n_contexts: int, alpha_S: float, margin: float) -> envs.ThreeObjective:
