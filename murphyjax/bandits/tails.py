@@ -65,6 +65,8 @@ def tilt_curve(U, P, lams):
 
 def conditional_limit(P, ns, error: str, *, df: float = 1.5, scale: float = 1.0):
     """Kwa et al.'s conditioning curve at the BoN-matched threshold: E[U | U + X >= t_n], t_n the
-    (1 - 1/n) quantile of the arms' proxies (``theory.conditional_true_mean``; a reference, not a law of BoN)."""
-    t = np.quantile(np.asarray(P), 1.0 - 1.0 / np.asarray(ns, float))
+    (1 - 1/n) quantile of the arms' proxies (``theory.conditional_true_mean``; a reference, not a law of BoN).
+    P: (N,) proxies, or (S, N) for S bandits (then t_n is the median over them of their quantiles)."""
+    P = np.asarray(P).reshape(-1, np.shape(P)[-1])
+    t = np.median(np.quantile(P, 1.0 - 1.0 / np.asarray(ns, float), axis=1), axis=1)
     return np.asarray(T.conditional_true_mean(jnp.asarray(t), error, error_scale=scale, df=df))
