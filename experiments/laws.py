@@ -46,6 +46,7 @@ def variant_env(key, cfg: LawsConfig, variant: str):
 
 
 def seed_key(cfg: LawsConfig, part: str, variant: str, seed: int):
+    """The PRNG key of one (part, variant, seed): independent streams per part, identical for a variant whichever others run."""
     k = jax.random.key(cfg.seed)
     for v in (sum(map(ord, part)) * 131 + len(part), VARIANTS.index(variant) if variant in VARIANTS else 99, seed):
         k = jax.random.fold_in(k, v)
@@ -106,6 +107,7 @@ def exact_path(env, t, s_greedy, lams, context: bool) -> dict:
 
 
 def measured_path(key, cfg, env, t, s_greedy, lams, context: bool) -> dict:
+    """The simulated quantities (``tiltsim.simulate``) along the lambda grid for the optimised score t, float64 NumPy arrays."""
     m = tiltsim.simulate(key, jnp.log(env.mu), t, s_greedy, env.hard, env.u0, env.u1, jnp.asarray(lams),
                          n_samples=cfg.mc_samples, context=context)
     return {k: np.asarray(v, np.float64) for k, v in m.items()}
@@ -218,6 +220,7 @@ def maps_seed(cfg: LawsConfig, env, s, k_fl, k_mc) -> dict:
 
 
 def run_maps(cfg: LawsConfig, progress=None) -> dict:
+    """Every MAPS intervention (App. D) and the flagger sweep on the hacked-variant bandits: {key: array (seeds, ...)}."""
     envs, s, _, keys = seeds_setup(cfg, "maps", "hacked")
     per = [maps_seed(cfg, envs[i], s[i], keys[i][2], keys[i][3]) for i in range(cfg.seeds)]
     keys = set(per[0]).intersection(*[set(p) for p in per[1:]])

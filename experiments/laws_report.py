@@ -22,6 +22,7 @@ from murphyjax.experiments.laws_config import LawsConfig, config_hash, preset as
 
 
 def code_hash() -> str:
+    """8 hex digits over the source of every module a cached stage depends on (bandits, laws stages, theory/): new code, new cache."""
     import murphyjax.bandits as mb
 
     here = pathlib.Path(__file__).parent
@@ -97,6 +98,7 @@ def compute(cfg: LawsConfig, out: str, progress: bool = True) -> dict:
 
 
 def gao_curves(R) -> dict:
+    """The measured true-utility gain vs d = sqrt(KL) curves the Gao et al. forms are fitted to: {name: (d (S, L), gain (S, L))}."""
     d = R["directional"]["hacked"]
     t = R["tails"]
     curves = {
