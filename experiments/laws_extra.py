@@ -59,7 +59,7 @@ def trilemma_region(cfg: LawsConfig, n_random: int = 3000) -> dict:
 def tail_curves(cfg: LawsConfig) -> dict:
     """BoN and tilting curves for the light and heavy bandits over seeds: {error: {method: {key: (S, L)}}}."""
     ns = 2 ** np.arange(cfg.bon_max_log2 + 1)
-    lams = np.linspace(0.0, 4.0, 33)
+    lams = np.concatenate([[0.0], np.geomspace(1e-3, 4.0, 40)])  # log-spaced: a heavy-tailed proxy's tilt saturates at tiny lambda
     res = {}
     for e_i, error in enumerate(tails.ERRORS):
         acc = {"bon": [], "tilt": [], "P": []}
@@ -115,7 +115,7 @@ def gao_rows(curves: dict) -> list:
             rows.append({"curve": name, "form": "d(a - b d)" if form == "bon" else "d(a - b log d)", "a": float(am), "a_q05": float(alo),
                          "a_q95": float(ahi), "b": float(bm), "b_q05": float(blo), "b_q95": float(bhi), "r2": float(rm),
                          "r2_q05": float(rlo), "r2_q95": float(rhi), "better_fit": form == better,
-                         "d_max": float(np.median(d[:, -1]))})
+                         "d_max": float(np.median(d[:, -1])), "distinct_d": int(np.median([len(np.unique(np.round(x, 4))) for x in d]))})
     return rows
 
 

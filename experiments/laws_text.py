@@ -300,7 +300,8 @@ def _tails(cfg, T, fig):
 
 def _gao(T, fig):
     cols = [("curve", "curve"), ("form", "form"), ("a", "a"), ("a_q05", "q05"), ("a_q95", "q95"), ("b", "b"), ("b_q05", "q05"), ("b_q95", "q95"),
-            ("r2", "R²"), ("r2_q05", "q05"), ("r2_q95", "q95"), ("better_fit", "better"), ("d_max", "d_max")]
+            ("r2", "R²"), ("r2_q05", "q05"), ("r2_q95", "q95"), ("better_fit", "better"), ("d_max", "d_max"),
+            ("distinct_d", "distinct d")]
     return [("h2", "Gao et al. forms fitted to the measured curves"), ("img", fig("fig_laws_gao.png"), "fits"),
             ("p", "Least squares (theory.fit_gao) of the true-utility gain against d = √KL, per seed; medians over seeds."), table(cols, T["laws_gao"])]
 
