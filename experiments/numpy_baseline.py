@@ -2,8 +2,10 @@
 
 The benchmark baseline (``bench_bandits.py``): the same steps, sizes and dtypes (float32 arrays,
 float32 Newton solves) as the JAX laboratory, written the way one would in NumPy: a Python loop
-over seeds and cells, and inside a row loops over grid points, lambda, replicates, worlds and
-protocols, each step vectorised over rounds. Random numbers come from NumPy's PCG64, so the
+over seeds and cells, and inside a row loops over grid points, replicates, worlds and protocols,
+each step vectorised over rounds (and over the lambda grid). Where the JAX laboratory uses a
+cheaper algorithm for the same quantity (the exact context tilt through projections, statistics
+read from running sums), so does this baseline. Random numbers come from NumPy's PCG64, so the
 numbers agree with the JAX run in distribution, not digit for digit.
 """
 
@@ -32,17 +34,19 @@ def _newton(X, y, w, beta, iters, ridge):
     return beta.astype(F32)
 
 
-def _d1(se, sh, de, dh, lams, alpha, s):
-    out = {k: [] for k in ("V", "V_hat", "G", "G_easy", "G_hard")}
-    for lam in lams:
-        pe = np.sign(se + 1e-30) if math.isinf(lam) else np.tanh(0.5 * lam * se)
-        ph = np.sign(sh + 1e-30) if math.isinf(lam) else np.tanh(0.5 * lam * sh)
-        ge = (1 - alpha) * np.mean(0.5 * s * (1 - pe * de))
-        gh = alpha * np.mean(0.5 * s * (1 - ph * dh))
-        out["G_easy"].append(ge), out["G_hard"].append(gh), out["G"].append(ge + gh)
-        out["V"].append(0.5 + 0.5 * s - ge - gh)
-        out["V_hat"].append(0.5 + 0.5 * ((1 - alpha) * np.mean(pe * se) + alpha * np.mean(ph * sh)))
-    return {k: np.array(v) for k, v in out.items()}
+def _picks(s_hat, lams):
+    """2 pi_lambda(a_1 | x) - 1 for every lambda at once, (L, M): tanh(lambda s / 2), sign(s) at inf."""
+    lam = np.asarray(lams, F32)[:, None]
+    inf = np.isinf(lam)
+    return np.where(inf, np.sign(s_hat + 1e-30), np.tanh(0.5 * np.where(inf, 0.0, lam) * s_hat))
+
+
+def _d1(pe, ph, se, sh, de, dh, alpha, s):
+    """D1 curves over the lambda grid from the picks (L, M) on the easy and hard samples."""
+    ge = (1 - alpha) * np.mean(0.5 * s * (1 - pe * de), -1)
+    gh = alpha * np.mean(0.5 * s * (1 - ph * dh), -1)
+    return {"V": 0.5 + 0.5 * s - ge - gh, "G": ge + gh, "G_easy": ge, "G_hard": gh,
+            "V_hat": 0.5 + 0.5 * ((1 - alpha) * np.mean(pe * se, -1) + alpha * np.mean(ph * sh, -1))}
 
 
 def _protocols(u, z, ph, flag, w, eps, grid, cfg):
@@ -101,20 +105,23 @@ def run_row(seed, alpha, eps, d, cfg):
         beta = _newton(Phi[:n], y[:n], q[:n], beta, cfg.newton_iters[0] if k == 0 else cfg.newton_iters[1], cfg.ridge)
         B.append(beta)
     B = np.array(B)
-    curves = [_d1(Fe @ b, Fh @ b, de, dh, lams, alpha, cfg.reward_scale) for b in B]
-    out["d1.G"] = np.array([c["G"] for c in curves])
-    out["d2.G"] = np.array([[_d1(Fe @ b, Fh @ b, de, dh, lams, (1 + r) * alpha, cfg.reward_scale)["G"] for b in B]
+    picks = [(Fe @ b, Fh @ b) for b in B]
+    picks = [(se, sh, _picks(se, lams), _picks(sh, lams)) for se, sh in picks]
+    out["d1.G"] = np.array([_d1(pe, ph, se, sh, de, dh, alpha, cfg.reward_scale)["G"] for se, sh, pe, ph in picks])
+    out["d2.G"] = np.array([[_d1(pe, ph, se, sh, de, dh, (1 + r) * alpha, cfg.reward_scale)["G"] for se, sh, pe, ph in picks]
                             for r in cfg.rhos])
-    for b in B:  # the context tilt q_lambda: exact rho, greedy policy's values on shifted samples
-        for lam in lams:
-            if math.isinf(lam):
-                continue
-            rho = expit(math.log(alpha / (1 - alpha)) + lam * (b[:-1] @ mu_h))
-            xe, xh = x_e + lam * b[:-1], x_h + lam * b[:-1]
-            se, sh = _feat(xe) @ b, _feat(xh) @ b
-            v = (1 - rho) * np.mean(np.sign(se + 1e-30) * gap(xe, 0)) + rho * np.mean(np.sign(sh + 1e-30) * gap(xh, 1))
-            out.setdefault("d1.rho_tilt", []).append(rho)
-            out.setdefault("d1.V_dist", []).append(0.5 + 0.5 * cfg.reward_scale * v)
+    # the context tilt q_lambda (exact for a linear proxy): rho in closed form, and the greedy policy's
+    # value on the samples shifted by lambda b, through the projections on b, theta and upsilon
+    lam_f = np.asarray([v for v in lams if not math.isinf(v)], F32)[:, None]
+    pt_e, pu_h = x_e @ theta, x_h @ ups
+    for b, (se, sh, _, _) in zip(B, picks):
+        w = b[:-1]
+        rho = expit(math.log(alpha / (1 - alpha)) + lam_f[:, 0] * (w @ mu_h))
+        sgn = lambda u: np.where(u >= 0, 1.0, -1.0)
+        ve = np.mean(sgn(se + lam_f * (w @ w)) * sgn(pt_e + lam_f * (w @ theta)), -1)
+        vh = np.mean(sgn(sh + lam_f * (w @ w)) * sgn(pu_h + lam_f * (w @ ups)), -1)
+        out.setdefault("d1.rho_tilt", []).extend(rho)
+        out.setdefault("d1.V_dist", []).extend(0.5 + 0.5 * cfg.reward_scale * ((1 - rho) * ve + rho * vh))
     # audit, flaggers, estimates
     x_a, z_a = sample(cfg.audit_size)
     best = gap(x_a, z_a) > 0
@@ -147,7 +154,7 @@ def run_row(seed, alpha, eps, d, cfg):
             bh = _newton(Phi[ih], y[ih], np.ones(len(ih), F32), bh, it, cfg.ridge)
             be = _newton(Phi[ie], y[ie], np.ones(len(ie), F32), be, it, cfg.ridge)
             se, sh = np.where(fe, Fe @ bh, Fe @ be), np.where(fh, Fh @ bh, Fh @ be)
-            Gs.append(_d1(se, sh, de, dh, [math.inf], alpha, cfg.reward_scale)["G"][0])
+            Gs.append(_d1(_picks(se, [math.inf]), _picks(sh, [math.inf]), se, sh, de, dh, alpha, cfg.reward_scale)["G"][0])
         out[f"d3.{name}.G"] = np.array(Gs)
     # the two-point testing problem
     mn = float(np.linalg.norm(mu_h))

@@ -7,9 +7,11 @@ on the chunking, the device count or which other cells are in the grid (given eq
 Chunks group ``chunk_rows`` rows of one dimension d (one compiled shape per d), padded to a
 multiple of the device count (padding rows repeat the last row and are dropped). Inputs are placed
 with ``NamedSharding(mesh, P("rows"))``, so XLA partitions the vmapped computation along rows.
-Each finished chunk is written to ``<store>/chunk_NNNN.npz`` through a temporary file and
-``os.replace``: a kill loses at most the chunk in flight, and re-running resumes. The store is keyed
-by the hash of the resolved config and of the simulator's source code.
+Before the first chunk runs, one executable per distinct chunk shape is compiled, the shapes
+side by side in threads (``compile_all``). Each finished chunk is written to
+``<store>/chunk_NNNN.npz`` through a temporary file and ``os.replace``: a kill loses at most the
+chunk in flight, and re-running resumes. The store is keyed by the hash of the resolved config
+and of the simulator's source code.
 """
 
 from __future__ import annotations
@@ -52,20 +54,16 @@ def chunks(cfg: LabConfig) -> list[list[int]]:
     return out + ([cur] if cur else [])
 
 
-def _run_chunk(cfg, idx, table, devices):
+def _chunk_inputs(cfg, idx, table, devices):
+    """(sharded inputs, RowSpec) of a chunk: rows padded to a multiple of the device count."""
     d = table[idx[0]]["d"]
-    n_dev = len(devices)
-    pad = (-len(idx)) % n_dev
+    pad = (-len(idx)) % len(devices)
     full = idx + [idx[-1]] * pad
     keys = np.stack([row_key_data(cfg, table[i]) for i in full])
     alphas = np.asarray([table[i]["alpha"] for i in full], np.float32)
     epss = np.asarray([table[i]["eps"] for i in full], np.float32)
-    mesh = Mesh(np.asarray(devices), ("rows",))
-    sh = NamedSharding(mesh, P("rows"))
-    args = [jax.device_put(a, sh) for a in (keys, alphas, epss)]
-    spec = lab.RowSpec.from_config(cfg, d, max(cfg.alphas))
-    out = _jitted(*args, spec)  # jit caches the executable per (shapes, shardings, spec)
-    return {k: np.asarray(v)[: len(idx)] for k, v in out.items()}
+    sh = NamedSharding(Mesh(np.asarray(devices), ("rows",)), P("rows"))
+    return [jax.device_put(a, sh) for a in (keys, alphas, epss)], lab.RowSpec.from_config(cfg, d, max(cfg.alphas))
 
 
 def _rows_from_key_data(key_data, alphas, epss, spec):
@@ -73,6 +71,44 @@ def _rows_from_key_data(key_data, alphas, epss, spec):
 
 
 _jitted = jax.jit(_rows_from_key_data, static_argnums=3, compiler_options=lab.COMPILER_OPTIONS)
+_executables: dict = {}  # (spec, input avals and shardings) -> compiled executable (this process)
+
+
+def _signature(args, spec):
+    return spec, tuple((a.shape, str(a.dtype), a.sharding) for a in args)
+
+
+def _compile(args, spec):
+    key = _signature(args, spec)
+    if key not in _executables:
+        _executables[key] = _jitted.lower(*args, spec).compile()
+    return _executables[key]
+
+
+def compile_all(cfg: LabConfig, plan, table, devices) -> float:
+    """Compile one executable per distinct chunk shape (one per dimension d), concurrently.
+
+    XLA compiles in C++ without holding the GIL, so on a multi-core CPU the shapes compile side by
+    side (and with the persistent compilation cache on, a re-run loads them from disk). Returns
+    the wall-clock seconds spent."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    t0 = time.perf_counter()
+    todo = {}
+    for idx in plan:
+        args, spec = _chunk_inputs(cfg, idx, table, devices)
+        if _signature(args, spec) not in _executables:
+            todo.setdefault(_signature(args, spec), (args, spec))
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 1)) as ex:
+            list(ex.map(lambda a: _compile(*a), todo.values()))
+    return time.perf_counter() - t0
+
+
+def _run_chunk(cfg, idx, table, devices):
+    args, spec = _chunk_inputs(cfg, idx, table, devices)
+    out = _compile(args, spec)(*args)
+    return {k: np.asarray(v)[: len(idx)] for k, v in out.items()}
 
 
 def _save_atomic(path: str, arrays: dict):
@@ -123,6 +159,10 @@ def run(cfg: LabConfig, out_dir: str, *, devices=None, progress: bool = True,
 
         bar = tqdm(total=len(plan), initial=sum(done), unit="chunk", desc="reproduce", dynamic_ncols=True)
     t0 = time.perf_counter()
+    todo = [idx for idx, ok in zip(plan, done) if not ok]
+    if bar is not None and todo:
+        bar.set_postfix_str("compiling")
+    t_compile = compile_all(cfg, todo, table, devices) if todo else 0.0
     computed = 0
     for i, idx in enumerate(plan):
         if done[i]:
@@ -144,5 +184,5 @@ def run(cfg: LabConfig, out_dir: str, *, devices=None, progress: bool = True,
             parts.append({k: z[k] for k in z.files})
     arrays = {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
     info = {"chunks": len(plan), "chunks_computed": computed, "chunks_resumed": len(plan) - computed,
-            "seconds": time.perf_counter() - t0, "devices": [str(d) for d in devices]}
+            "seconds": time.perf_counter() - t0, "compile_seconds": t_compile, "devices": [str(d) for d in devices]}
     return table, arrays, info

@@ -34,6 +34,8 @@ Protocols:
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -49,11 +51,15 @@ def _error(S, w):
 
 
 def prefix_at(x, grid):
-    """sum_{t < n} x_t for every n of the (static, increasing) grid, from segment sums: O(len(x))
-    with plain reductions (a full running sum is only needed to locate a stopping time)."""
-    bounds = (0,) + tuple(grid)
-    segs = jnp.stack([jnp.sum(x[..., a:b], axis=-1) for a, b in zip(bounds[:-1], bounds[1:])], axis=-1)
-    return jnp.cumsum(segs, axis=-1)
+    """sum_{t < n} x_t for every n of the (static, increasing) grid: O(len(x)) with one reduction.
+
+    Rounds are summed in blocks of b = gcd(grid) (one reshape + sum), the block sums are
+    accumulated and read at n / b: three array ops whatever the grid's length (a full running sum
+    is only needed to locate a stopping time)."""
+    b = math.gcd(*grid)
+    n = grid[-1]
+    blocks = jnp.sum(x[..., :n].reshape(x.shape[:-1] + (n // b, b)), axis=-1)
+    return jnp.cumsum(blocks, axis=-1)[..., jnp.asarray([g // b - 1 for g in grid])]
 
 
 def _llr_terms(v, p):
