@@ -102,3 +102,22 @@ def test_findings_follow_the_numbers():
     txt = laws_text._tails_finding([row("light: N", "bon", 2.0, 2.0), row("heavy: t", "bon", 0.6, 0.6)])
     assert "does not fall back" in txt
     np.testing.assert_equal(laws_text._worst([{"a": 1.0, "b": 0.5}, {"a": math.nan, "b": 0.0}], "a", "b", "b"), (0.5, 0.5))
+
+
+def test_lab_comparison_flags_simulations_outside_the_exact_interval():
+    """Fake lab arrays holding the exact errors pass; an error shifted by 0.3 falls outside the 99 % interval."""
+    from types import SimpleNamespace
+
+    from murphyjax import theory as Th
+
+    lab = SimpleNamespace(replicates=50, alphas=(0.1,), epss=(0.2,), n_grid=(16, 64), synth_tau=0.8, synth_phi=0.05)
+    rows = [{"alpha": 0.1, "eps": 0.2}] * 4  # 4 seeds
+    exact = {"majority_all": Th.bayes_error_grid("all_blind", lab.n_grid, 0.1, 0.2), "oracle": Th.bayes_error_grid("routed", lab.n_grid, 0.1, 0.2),
+             "flag_synth": Th.bayes_error_grid("flagged", lab.n_grid, 0.1, 0.2, 0.8, 0.05)}
+    A = {f"test.{p}.err": np.broadcast_to(np.asarray(v), (4, 2, 2)).copy() for p, v in exact.items()}
+    out = laws_extra.lab_comparison(lab, rows, A)
+    assert len(out) == 6 and all(r["within_interval"] and r["implementations_agree"] for r in out)
+    A["test.oracle.err"] = A["test.oracle.err"] + 0.3
+    out = laws_extra.lab_comparison(lab, rows, A)
+    assert [r["within_interval"] for r in out if r["protocol"] == "oracle"] == [False, False]
+    assert laws_extra.lab_comparison(lab, rows, None) == []
