@@ -11,7 +11,6 @@ import math
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from murphyjax import theory as T

@@ -7,10 +7,6 @@ import math
 from murphyjax.experiments.report import table
 
 
-def _c(*keys):
-    return [(k, h) for k, h in keys]
-
-
 def _f(x, spec=".3g"):
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
