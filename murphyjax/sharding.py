@@ -32,7 +32,8 @@ BATCH_AXES = ("data", "fsdp")
 LLAMA_RULES: tuple[tuple[str, tuple], ...] = (
     (r"(^|/)embed$", ("model", "fsdp")),  # (V, D) vocabulary-parallel
     (r"(^|/)lm_head$", ("fsdp", "model")),  # (D, V)
-    (r"(^|/)blocks/(wq|wk|wv|w_gate|w_up)$", (None, "fsdp", "model")),  # (L, D, out) column-parallel
+    (r"(^|/)blocks/wqkv$", (None, "fsdp", "model", None, None)),  # (L, D, K, H/K+2, hd) column-parallel by KV head
+    (r"(^|/)blocks/w_gate_up$", (None, "fsdp", None, "model")),  # (L, D, 2, F) column-parallel
     (r"(^|/)blocks/(wo|w_down)$", (None, "model", "fsdp")),  # (L, in, D) row-parallel
 )
 

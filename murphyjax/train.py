@@ -21,6 +21,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from murphyjax.llm.model import positions_from_mask
 from murphyjax.llm.sampling import token_logprobs
 
 
@@ -91,16 +92,23 @@ def masked_nll(logits: jax.Array, input_ids: jax.Array, loss_mask: jax.Array):
     assistant turns; 0 on prompt and padding). Args: logits (B, S, V); input_ids, loss_mask (B, S).
     Returns: (nll_sum, n_tokens), float32 scalars.
     """
-    m = loss_mask[:, 1:].astype(jnp.float32)
-    nll = -token_logprobs(logits[:, :-1], input_ids[:, 1:])
-    return jnp.sum(nll * m), jnp.sum(m)
+    return _nll_sums(logits[:, :-1], input_ids[:, 1:], loss_mask[:, 1:])
+
+
+def _nll_sums(pred_logits, targets, target_mask):
+    m = target_mask.astype(jnp.float32)
+    return jnp.sum(-token_logprobs(pred_logits, targets) * m), jnp.sum(m)
 
 
 def _loss_sums(params, graphdef, batch):
     model = nnx.merge(graphdef, params)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
     with jax.named_scope("forward"):
-        logits = model(batch["input_ids"], batch["attention_mask"])
-    return masked_nll(logits, batch["input_ids"], batch["loss_mask"])
+        h, _ = model.hidden(ids, mask, positions_from_mask(mask))
+        # the output projection only at the S - 1 positions that predict a token: no (B, S, V) logits
+        # to slice (a copy on CPU) and no padding of their gradient back to S
+        logits = model.logits(h[:, :-1])
+    return _nll_sums(logits, ids[:, 1:], batch["loss_mask"][:, 1:])
 
 
 def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTransformation):

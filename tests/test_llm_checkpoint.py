@@ -43,9 +43,9 @@ def test_restore_onto_a_mesh(tmp_path):
         ck.wait()
         mesh = sh.parse_mesh("data:2,model:4")
         restored, _ = ck.restore(like=sh.shard(_state(1), mesh))
-    wq = restored.params["blocks"]["wq"][...]
-    assert wq.sharding.mesh.shape == mesh.shape and wq.sharding.spec == sh.spec_for("blocks/wq", wq.shape, mesh)
-    np.testing.assert_array_equal(wq, state.params["blocks"]["wq"][...])
+    wq = restored.params["blocks"]["wqkv"][...]
+    assert wq.sharding.mesh.shape == mesh.shape and wq.sharding.spec == sh.spec_for("blocks/wqkv", wq.shape, mesh)
+    np.testing.assert_array_equal(wq, state.params["blocks"]["wqkv"][...])
 
 
 def test_empty_directory_has_nothing_to_restore(tmp_path):

@@ -119,3 +119,33 @@ def test_padding_is_never_attended(model):
 def test_config_validation(bad, msg):
     with pytest.raises(ValueError, match=msg):
         LlamaConfig.tiny(**bad)
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_remat_policies_give_the_same_gradients(scan):
+    x = ids_of((2, 6))
+
+    def grads(remat):
+        g, params = nnx.split(Llama(LlamaConfig.tiny(scan_layers=scan, remat=remat), rngs=nnx.Rngs(0)), nnx.Param)
+        return jax.grad(lambda p: jnp.sum(nnx.merge(g, p)(x) ** 2) * 1e-3)(params)
+
+    ref = grads("none")
+    for remat in ("dots", "full"):
+        for a, b in zip(jax.tree.leaves(grads(remat)), jax.tree.leaves(ref)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="remat"):
+        LlamaConfig.tiny(remat="some")
+
+
+def test_fused_qkv_round_trips_and_keeps_head_order():
+    from murphyjax.llm.model import fuse_qkv, split_qkv
+
+    cfg = LlamaConfig.tiny()  # 4 query heads in 2 KV groups, head_dim 16
+    d, hd = cfg.hidden_size, cfg.head_dim
+    wq, wk, wv = (np.random.default_rng(i).normal(size=(d, n * hd)) for i, n in enumerate((4, 2, 2)))
+    fused = fuse_qkv(wq, wk, wv, 2, hd, xp=np)
+    assert fused.shape == (d, 2, 4, hd)  # per KV head: 2 queries, its key, its value
+    np.testing.assert_array_equal(fused[:, 1, 0], wq[:, 2 * hd:3 * hd])  # query head 2 is in KV group 1
+    np.testing.assert_array_equal(fused[:, 1, 2], wk[:, hd:])
+    for a, b in zip(split_qkv(fused, 4), (wq, wk, wv)):
+        np.testing.assert_array_equal(a, b)

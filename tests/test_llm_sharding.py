@@ -27,14 +27,14 @@ def test_parse_mesh():
 def test_partition_rules_written_out():
     mesh = sh.parse_mesh("fsdp:4,model:2")
     spec = lambda path, shape: sh.spec_for(path, shape, mesh)  # noqa: E731
-    assert spec("blocks/wq", (2, 64, 64)) == P(None, "fsdp", "model")
+    assert spec("blocks/wqkv", (2, 64, 2, 4, 16)) == P(None, "fsdp", "model", None, None)  # split by KV head
     assert spec("blocks/w_down", (2, 128, 64)) == P(None, "model", "fsdp")
     assert spec("embed", (256, 64)) == P("model", "fsdp")
-    assert spec("opt/0/mu/blocks/wk", (2, 64, 32)) == P(None, "fsdp", "model")  # optimizer moments too
+    assert spec("opt/0/mu/blocks/w_gate_up", (2, 64, 2, 128)) == P(None, "fsdp", None, "model")  # optimizer moments too
     assert spec("blocks/attn_norm", (2, 64)) == P()
     assert spec("embed", (255, 64)) == P(None, "fsdp")  # 255 rows do not split in 2: replicated
     dp = sh.parse_mesh("data:8")
-    assert sh.spec_for("blocks/wq", (2, 64, 64), dp) == P(None, None, None)  # pure data parallel
+    assert sh.spec_for("blocks/wqkv", (2, 64, 2, 4, 16), dp) == P(None, None, None, None, None)  # pure data parallel
     assert sh.batch_spec(sh.parse_mesh("data:2,fsdp:2,model:2"), 3, 1) == P(None, ("data", "fsdp"), None)
 
 
@@ -77,9 +77,9 @@ def test_sharded_training_equals_one_device(single, mesh_spec):
     # so parameters are compared against 3 steps * lr = 3e-3 of possible movement, at 1e-4.
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(single[1].params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
-    wq = state.params["blocks"]["wq"][...]
+    wq = state.params["blocks"]["wqkv"][...]
     assert len(wq.sharding.device_set) == 8 and wq.sharding.spec == sh.spec_for(
-        "blocks/wq", wq.shape, sh.parse_mesh(mesh_spec))
+        "blocks/wqkv", wq.shape, sh.parse_mesh(mesh_spec))
 
 
 def test_sharded_sampling_equals_one_device():

@@ -36,6 +36,20 @@ def test_masked_nll_written_out():
     assert float(total) == pytest.approx(-5 + math.log(math.exp(5) + 9), abs=1e-6)  # float32 round-off
 
 
+def test_token_logprobs_gradient_is_onehot_minus_softmax():
+    from murphyjax.llm import token_logprobs
+
+    logits = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 7)) * 3, jnp.float32)
+    targets = jnp.asarray([[0, 6, 2], [3, 3, 5]])
+    w = jnp.asarray([[1.0, -2.0, 0.5], [0.0, 3.0, 1.0]])
+    reference = lambda z: jnp.sum(w * jnp.take_along_axis(jax.nn.log_softmax(z), targets[..., None], -1)[..., 0])  # noqa: E731
+    ours = lambda z: jnp.sum(w * token_logprobs(z, targets))  # noqa: E731
+    np.testing.assert_allclose(ours(logits), reference(logits), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(ours)(logits), jax.grad(reference)(logits), atol=1e-6)
+    onehot = jax.nn.one_hot(targets, 7)  # written out: w * (onehot - softmax)
+    np.testing.assert_allclose(jax.grad(ours)(logits), w[..., None] * (onehot - jax.nn.softmax(logits)), atol=1e-6)
+
+
 def test_chat_example_masks_exactly_the_assistant_turns():
     tok = build_bpe_tokenizer(TOKENS, MERGES, TYPES, bos_id=1, eos_id=2, pad_id=0, chat_template=CHATML)
     msgs = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "world 12"},

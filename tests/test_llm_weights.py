@@ -81,9 +81,9 @@ def test_hf_folder_in_bfloat16_with_tokenizer(tmp_path, model):
     tokens, types, merges = tiny_vocab()
     build_bpe_tokenizer(tokens, merges, types, eos_id=2, pad_id=0).save_pretrained(str(tmp_path / "bf16"))
     loaded, tok = load_pretrained(tmp_path / "bf16")
-    w = loaded.blocks.wq[...]
+    w = loaded.blocks.wqkv[...]
     assert w.dtype == jnp.float32
-    np.testing.assert_array_equal(w, model.blocks.wq[...].astype(jnp.bfloat16).astype(jnp.float32))
+    np.testing.assert_array_equal(w, model.blocks.wqkv[...].astype(jnp.bfloat16).astype(jnp.float32))
     assert tok("hello")["input_ids"] == [tokens.index("hello")]
 
 

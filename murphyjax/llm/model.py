@@ -6,7 +6,9 @@ The numerics follow Hugging Face's ``LlamaForCausalLM`` (rotate-half RoPE, RMSNo
 float32), so pretrained checkpoints give the same logits. Weights are stored ``(in, out)`` (``x @ W``)
 and stacked over layers (leading axis ``L``), so the layer loop is either unrolled or one ``lax.scan``
 (``LlamaConfig.scan_layers``) over the same parameters, and each weight has a single path for the
-sharding rules (``murphyjax.sharding``).
+sharding rules (``murphyjax.sharding``). Q/K/V and gate/up are stored fused (``Blocks``), so each is one
+matmul with no per-step weight concatenation; ``LlamaConfig.remat`` chooses what the backward pass
+recomputes.
 
 Shortcuts: no attention/MLP biases, no rope scaling, no dropout, no sliding window. Positions come from
 the attention mask (``cumsum(mask) - 1``), so left padding does not shift a prompt's positions.
@@ -23,6 +25,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 _DTYPES = ("float32", "bfloat16", "float16")
+# What a layer keeps for the backward pass (the rest is recomputed there from the layer's input):
+# "none" keeps every intermediate (autodiff's default); "dots" keeps only the outputs of the weight
+# matmuls (norms, RoPE, attention softmax, SwiGLU and the fused weight concatenations are recomputed);
+# "full" keeps only the layer input (one extra forward).
+_REMAT = {"none": None, "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+          "full": jax.checkpoint_policies.nothing_saveable}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +39,9 @@ class LlamaConfig:
 
     ``dtype`` is the compute dtype of activations and matmuls; ``param_dtype`` the storage dtype of the
     weights (keep float32 for training; ``dtype="bfloat16"`` is the accelerator option). Norms, softmax,
-    RoPE and logits are always computed in float32.
+    RoPE and logits are always computed in float32. ``remat``: what a layer keeps for the backward pass
+    ("none": everything; "dots": only the weight matmuls' outputs; "full": only its input), a memory
+    for compute trade that gives the same gradients.
     """
 
     vocab_size: int = 49152
@@ -48,6 +58,7 @@ class LlamaConfig:
     dtype: str = "float32"
     param_dtype: str = "float32"
     scan_layers: bool = True
+    remat: str = "none"
     init_std: float = 0.02
 
     def __post_init__(self):
@@ -66,6 +77,8 @@ class LlamaConfig:
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in _DTYPES:
                 raise ValueError(f"{name} must be one of {_DTYPES}, got {getattr(self, name)!r}")
+        if self.remat not in _REMAT:
+            raise ValueError(f"remat must be one of {tuple(_REMAT)}, got {self.remat!r}")
 
     @property
     def num_params(self) -> int:
@@ -161,36 +174,37 @@ def _mask_bias(allowed: jax.Array) -> jax.Array:
     return jnp.where(allowed, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
 
 
-def _fused(p, name, parts):
-    return p[name] if name in p else jnp.concatenate([p[n] for n in parts], -1)
-
-
 def _block(cfg: LlamaConfig, x, p, positions, bias, kv_old):
     """One decoder layer. ``kv_old``: cached (k, v) of earlier slots or None. Returns (x, (k, v) new)."""
     dt = x.dtype
     b, s, _ = x.shape
-    nq, nk = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+    g = cfg.num_heads // cfg.num_kv_heads
     h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
-    # one matmul for Q, K, V (and one for gate, up): wider products run faster than narrow ones on
-    # CPUs; concatenating the weights costs a copy of one layer's weights, not of activations
-    qkv = h @ _fused(p, "wqkv", ("wq", "wk", "wv")).astype(dt)
-    q = qkv[..., :nq].reshape(b, s, cfg.num_heads, cfg.head_dim)
-    k = qkv[..., nq:nq + nk].reshape(b, s, cfg.num_kv_heads, cfg.head_dim)
-    v = qkv[..., nq + nk:].reshape(b, s, cfg.num_kv_heads, cfg.head_dim)
+    # one matmul for Q, K, V (and one for gate, up) on weights stored fused: wider products run faster
+    # than narrow ones on CPUs, and no step concatenates weights or splits their gradients
+    qkv = jnp.einsum("bsd,dkgh->bskgh", h, p["wqkv"].astype(dt))  # per KV head: its g queries, k, v
+    q = qkv[:, :, :, :g].reshape(b, s, cfg.num_heads, cfg.head_dim)
+    k, v = qkv[:, :, :, g], qkv[:, :, :, g + 1]
     q, k = rope(q, positions, cfg.rope_theta), rope(k, positions, cfg.rope_theta)
     chunks = [(k, v)] if kv_old is None else [kv_old, (k, v)]
     x = x + attention(q, chunks, bias) @ p["wo"].astype(dt)
     h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
-    gate, up = jnp.split(h @ _fused(p, "w_gate_up", ("w_gate", "w_up")).astype(dt), 2, axis=-1)
-    x = x + (jax.nn.silu(gate) * up) @ p["w_down"].astype(dt)
+    gate_up = jnp.einsum("bsd,dtf->bstf", h, p["w_gate_up"].astype(dt))
+    x = x + (jax.nn.silu(gate_up[:, :, 0]) * gate_up[:, :, 1]) @ p["w_down"].astype(dt)
     return x, (k, v)
 
 
 class Blocks(nnx.Module):
-    """The decoder layers' weights, stacked over layers (leading axis L); ``x @ W`` layout."""
+    """The decoder layers' weights, stacked over layers (leading axis L); ``x @ W`` layout.
+
+    Q, K and V are one array ``wqkv`` (L, D, K, H/K + 2, hd): for each KV head, its H/K query heads,
+    then its key and its value head (so tensor parallelism splits it by KV head); gate and up are
+    ``w_gate_up`` (L, D, 2, F). ``split_qkv`` / ``fuse_qkv`` convert to and from separate (D, out) matrices.
+    """
 
     def __init__(self, cfg: LlamaConfig, rngs: nnx.Rngs):
         L, d, f, hd = cfg.num_layers, cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
+        kv, g = cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads
         init = jax.nn.initializers.normal(cfg.init_std)
         pd = jnp.dtype(cfg.param_dtype)
 
@@ -198,24 +212,36 @@ class Blocks(nnx.Module):
             return nnx.Param(init(rngs.params(), (L, *shape), pd))
 
         self.attn_norm = nnx.Param(jnp.ones((L, d), pd))
-        self.wq, self.wk, self.wv = w(d, cfg.num_heads * hd), w(d, cfg.num_kv_heads * hd), w(d, cfg.num_kv_heads * hd)
+        self.wqkv = w(d, kv, g + 2, hd)
         self.wo = w(cfg.num_heads * hd, d)
         self.mlp_norm = nnx.Param(jnp.ones((L, d), pd))
-        self.w_gate, self.w_up, self.w_down = w(d, f), w(d, f), w(f, d)
+        self.w_gate_up, self.w_down = w(d, 2, f), w(f, d)
 
-    NAMES = ("attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate", "w_up", "w_down")
+    NAMES = ("attn_norm", "wqkv", "wo", "mlp_norm", "w_gate_up", "w_down")
 
     def arrays(self) -> dict[str, jax.Array]:
         return {n: getattr(self, n)[...] for n in self.NAMES}
 
     def unstacked(self) -> list[dict[str, jax.Array]]:
-        """Per-layer weight dicts with Q/K/V and gate/up already concatenated (for decode loops)."""
-        a = self.arrays()
-        fused = {"wqkv": jnp.concatenate([a["wq"], a["wk"], a["wv"]], -1),
-                 "w_gate_up": jnp.concatenate([a["w_gate"], a["w_up"]], -1)}
-        per = {n: jnp.unstack(w) for n, w in {**a, **fused}.items()
-               if n not in ("wq", "wk", "wv", "w_gate", "w_up")}
+        """Per-layer weight dicts (for decode loops: sliced once, not at every step)."""
+        per = {n: jnp.unstack(w) for n, w in self.arrays().items()}
         return [{n: w[i] for n, w in per.items()} for i in range(len(per["wo"]))]
+
+
+def split_qkv(wqkv, num_heads: int):
+    """(..., D, K, H/K + 2, hd) -> W_q (..., D, H*hd), W_k, W_v (..., D, K*hd) in Hugging Face head order."""
+    g = num_heads // wqkv.shape[-3]
+    lead = wqkv.shape[:-3]
+    return (wqkv[..., :g, :].reshape(*lead, -1), wqkv[..., g, :].reshape(*lead, -1),
+            wqkv[..., g + 1, :].reshape(*lead, -1))
+
+
+def fuse_qkv(wq, wk, wv, num_kv_heads: int, head_dim: int, xp=jnp):
+    """Inverse of ``split_qkv``: separate (..., D, out) matrices -> (..., D, K, H/K + 2, hd)."""
+    lead = wq.shape[:-1]
+    q = wq.reshape(*lead, num_kv_heads, -1, head_dim)
+    k, v = (w.reshape(*lead, num_kv_heads, 1, head_dim) for w in (wk, wv))
+    return xp.concatenate([q, k, v], -2)
 
 
 class Llama(nnx.Module):
@@ -257,6 +283,9 @@ class Llama(nnx.Module):
         def step(x, inputs):
             p, kv_old = inputs
             return _block(cfg, x, p, positions, bias, kv_old)
+
+        if cache is None and _REMAT[cfg.remat] is not None:
+            step = jax.checkpoint(step, policy=_REMAT[cfg.remat])
 
         kv_old = None if cache is None else (cache.k, cache.v)
         if layers is not None:

@@ -79,9 +79,29 @@ def token_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
     Args: logits (..., V); targets (...) integer. Returns (...) float32.
     """
-    logits = logits.astype(jnp.float32)
-    picked = jnp.take_along_axis(logits, targets[..., None].astype(jnp.int32), -1)[..., 0]
-    return picked - jax.nn.logsumexp(logits, axis=-1)
+    return _token_logprobs(logits.astype(jnp.float32), targets.astype(jnp.int32))
+
+
+@jax.custom_vjp
+def _token_logprobs(logits, targets):
+    return _token_logprobs_fwd(logits, targets)[0]
+
+
+def _token_logprobs_fwd(logits, targets):
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    picked = jnp.take_along_axis(logits, targets[..., None], -1)[..., 0]
+    return picked - lse, (logits, lse, targets)
+
+
+def _token_logprobs_bwd(res, g):
+    # d/dlogits = g * (onehot(target) - softmax(logits)): one pass over the (..., V) logits, where
+    # autodiff would also zero-fill a (..., V) buffer and scatter the gather's cotangent into it
+    logits, lse, targets = res
+    onehot = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1) == targets[..., None]
+    return g[..., None] * (onehot.astype(logits.dtype) - jnp.exp(logits - lse[..., None])), None
+
+
+_token_logprobs.defvjp(_token_logprobs_fwd, _token_logprobs_bwd)
 
 
 @nnx.jit

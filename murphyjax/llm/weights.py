@@ -22,7 +22,7 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
-from murphyjax.llm.model import Llama, LlamaConfig
+from murphyjax.llm.model import Llama, LlamaConfig, fuse_qkv, split_qkv
 
 # canonical per-layer HF names for the stacked Blocks fields
 _HF_LAYER = {
@@ -60,10 +60,16 @@ def model_from_arrays(cfg: LlamaConfig, get) -> Llama:
         x = np.asarray(x, np.float32)
         return jnp.asarray(x.T if transpose else x, pd)
 
-    blocks = {}
+    sep = {}
     for field, name in _HF_LAYER.items():
         mats = [np.asarray(get(f"model.layers.{i}.{name}"), np.float32) for i in range(cfg.num_layers)]
-        blocks[field] = arr(np.stack([m.T if m.ndim == 2 else m for m in mats]))
+        sep[field] = np.stack([m.T if m.ndim == 2 else m for m in mats])
+    if sep["wq"].shape[1:] != (cfg.hidden_size, cfg.num_heads * cfg.head_dim) or \
+            any(sep[n].shape[1:] != (cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim) for n in ("wk", "wv")):
+        raise ValueError(f"weights do not match the config: q/k/v projections {[sep[n].shape for n in ('wq', 'wk', 'wv')]}")
+    sep["wqkv"] = fuse_qkv(sep.pop("wq"), sep.pop("wk"), sep.pop("wv"), cfg.num_kv_heads, cfg.head_dim, xp=np)
+    sep["w_gate_up"] = np.stack([sep.pop("w_gate"), sep.pop("w_up")], -2)
+    blocks = {k: arr(v) for k, v in sep.items()}
     pure = {"embed": arr(get("model.embed_tokens.weight")), "blocks": blocks,
             "final_norm": arr(get("model.norm.weight"))}
     if not cfg.tie_embeddings:
@@ -94,8 +100,12 @@ def model_to_arrays(model: Llama) -> dict[str, np.ndarray]:
     cfg = model.config
     out = {"model.embed_tokens.weight": np.asarray(model.embed[...], np.float32),
            "model.norm.weight": np.asarray(model.final_norm[...], np.float32)}
+    sep = {n: np.asarray(model.blocks.arrays()[n], np.float32) for n in ("attn_norm", "wo", "mlp_norm", "w_down")}
+    sep["wq"], sep["wk"], sep["wv"] = split_qkv(np.asarray(model.blocks.wqkv[...], np.float32), cfg.num_heads)
+    gate_up = np.asarray(model.blocks.w_gate_up[...], np.float32)
+    sep["w_gate"], sep["w_up"] = gate_up[..., 0, :], gate_up[..., 1, :]
     for field, name in _HF_LAYER.items():
-        stacked = np.asarray(getattr(model.blocks, field)[...], np.float32)
+        stacked = sep[field]
         for i in range(cfg.num_layers):
             out[f"model.layers.{i}.{name}"] = stacked[i].T if stacked.ndim == 3 else stacked[i]
     if not cfg.tie_embeddings:
