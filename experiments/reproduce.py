@@ -89,12 +89,14 @@ def environment(info: dict) -> dict:
 
 
 def main(preset: str = "quick", out: str | None = None, seed: int | None = None, overrides: dict | None = None,
-         progress: bool = True, devices=None, llm: bool = False, laws: bool | dict = False) -> str:
+         progress: bool = True, devices=None, llm: bool = False, laws: bool | dict = False,
+         prefetch_checks: bool = False) -> str:
     """Run (or resume) the reproduction and write the report; returns the run folder.
 
     ``llm``: append the LLM section (issue 6, ``llm_report.section``: a tiny policy trained from scratch;
     the CLI turns it on for the quick preset). ``laws``: append the laws section (issue 4,
-    ``laws_report.section`` at the matching laws preset; a dict = its config overrides; the CLI turns it on)."""
+    ``laws_report.section`` at the matching laws preset; a dict = its config overrides; the CLI turns it on).
+    ``prefetch_checks``: run the theory check in a second process while the simulation runs (the CLI does)."""
     cfg = resolve(preset, seed, overrides or {})
     h = presets.config_hash(cfg)
     out = out or os.path.join("runs", f"{preset}-{h}")
@@ -104,9 +106,12 @@ def main(preset: str = "quick", out: str | None = None, seed: int | None = None,
     t0 = time.perf_counter()
     from murphyjax.experiments import runner, sections
 
+    if prefetch_checks:
+        sections.prefetch_theory_checks(cfg.seed, out)
     table, arrays, info = runner.run(cfg, out, progress=progress, devices=devices)
     t_sim = time.perf_counter() - t0
     blocks, tables = sections.build(cfg, table, arrays, out, preset=preset, config_hash=h)
+    info = dict(info, lab_report_seconds=time.perf_counter() - t0 - t_sim)
     if laws:  # the laws where they bind (issue 4), resumable in <out>/laws
         from murphyjax.experiments import laws_report
 
@@ -163,6 +168,6 @@ def cli(args) -> int:
         raise ConfigError(str(e)) from None
     use_all_cpu_cores()
     out = main(args.preset, args.out, args.seed, overrides, progress=not args.no_progress,
-               llm=args.preset == "quick" and not getattr(args, "no_llm", False), laws=True)
+               llm=args.preset == "quick" and not getattr(args, "no_llm", False), laws=True, prefetch_checks=True)
     print(f"wrote {os.path.join(out, 'report.md')} and report.html")
     return 0

@@ -40,6 +40,9 @@ def build(cfg, rows, A, out, *, preset, config_hash):
     if len(cfg.ds) > 1:
         figures.d1(T["d1"], fig(f"fig_d1_d{cfg.ds[-1]}.png"), cfg.ds[-1], n_max)
 
+    pending = _prefetch.pop((cfg.seed, out), None)
+    if pending is not None:
+        pending.wait()  # it fills the cache that _theory_checks reads (or failed: then computed here)
     checks = _theory_checks(cfg.seed, out)
     B = [("h1", "murphyjax reproduce — the bandit laboratory of arXiv:2509.05381 (v3, Section 3)"),
          ("p", f"Preset '{preset}', config hash {config_hash}. Grid: alpha in {list(cfg.alphas)}, eps in {list(cfg.epss)}, "
@@ -56,6 +59,29 @@ def build(cfg, rows, A, out, *, preset, config_hash):
           ("h2", "The paper's errata and ambiguities (working notes, Section 9) and how the code resolves them"),
           errata_block()]
     return B, T
+
+
+_prefetch: dict = {}
+
+
+def prefetch_theory_checks(seed, out):
+    """Start ``_theory_checks`` in a second process; ``build`` waits for it and reads its cache.
+
+    The theory check (~1.5 min of mostly single-threaded compiling on a cold cache) then overlaps
+    the simulation and the tables instead of following them. The child uses the same persistent
+    compilation cache as this process."""
+    import subprocess
+    import sys
+
+    import jax
+
+    cache = jax.config.jax_compilation_cache_dir
+    code = "import murphyjax\n"
+    if cache:
+        code += f"from murphyjax._cache import enable_compilation_cache\nenable_compilation_cache({cache!r})\n"
+    code += f"from murphyjax.experiments.sections import _theory_checks\n_theory_checks({seed!r}, {out!r})\n"
+    _prefetch[(seed, out)] = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL)
 
 
 def _theory_checks(seed, out):
