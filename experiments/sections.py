@@ -40,10 +40,9 @@ def build(cfg, rows, A, out, *, preset, config_hash):
     if len(cfg.ds) > 1:
         figures.d1(T["d1"], fig(f"fig_d1_d{cfg.ds[-1]}.png"), cfg.ds[-1], n_max)
 
-    pending = _prefetch.pop((cfg.seed, out), None)
-    if pending is not None:
-        pending.wait()  # it fills the cache that _theory_checks reads (or failed: then computed here)
-    checks = _theory_checks(cfg.seed, out)
+    pending = _prefetch.pop((cfg.seed, out), None)  # a theory check running in a second process:
+    # leave a placeholder that ``finish`` fills, so the later sections overlap it
+    theory = [("theory_pending", (cfg.seed, out, pending))] if pending else _theory_blocks(_theory_checks(cfg.seed, out))
     B = [("h1", "murphyjax reproduce — the bandit laboratory of arXiv:2509.05381 (v3, Section 3)"),
          ("p", f"Preset '{preset}', config hash {config_hash}. Grid: alpha in {list(cfg.alphas)}, eps in {list(cfg.epss)}, "
                f"d in {list(cfg.ds)}, n in {list(cfg.n_grid)} (draws), lambda in {[('inf' if math.isinf(v) else v) for v in cfg.lam_grid]}, "
@@ -52,23 +51,26 @@ def build(cfg, rows, A, out, *, preset, config_hash):
          ("h2", "Findings"), ("ul", findings.summary(cfg, T)),
          ("h2", "Setup and the choices the paper leaves open"), ("ul", findings.setup(cfg))]
     B += _d1(cfg, T, fig) + _d2(cfg, T, fig) + _d3(cfg, T, fig) + _bounds(cfg, T, fig) + _rest(cfg, T)
-    B += [("h2", "Theory check (murphyjax theory check)"),
-          ("p", f"{sum(r.passed for r in checks if not r.erratum)}/{sum(not r.erratum for r in checks)} checks pass; "
-                f"{sum(r.erratum for r in checks)} erratum rows show statements of the paper as written."),
-          ("raw_md", report_text.theory_markdown(checks)),
-          ("h2", "The paper's errata and ambiguities (working notes, Section 9) and how the code resolves them"),
-          errata_block()]
+    B += theory + [("h2", "The paper's errata and ambiguities (working notes, Section 9) and how the code resolves them"),
+                   errata_block()]
     return B, T
+
+
+def _theory_blocks(checks):
+    return [("h2", "Theory check (murphyjax theory check)"),
+            ("p", f"{sum(r.passed for r in checks if not r.erratum)}/{sum(not r.erratum for r in checks)} checks pass; "
+                  f"{sum(r.erratum for r in checks)} erratum rows show statements of the paper as written."),
+            ("raw_md", report_text.theory_markdown(checks))]
 
 
 _prefetch: dict = {}
 
 
 def prefetch_theory_checks(seed, out):
-    """Start ``_theory_checks`` in a second process; ``build`` waits for it and reads its cache.
+    """Start ``_theory_checks`` in a second process; ``finish`` waits for it and reads its cache.
 
     The theory check (~1.5 min of mostly single-threaded compiling on a cold cache) then overlaps
-    the simulation and the tables instead of following them. The child uses the same persistent
+    the simulation, the tables and the later report sections instead of following them. The child uses the same persistent
     compilation cache as this process."""
     import subprocess
     import sys
@@ -110,6 +112,21 @@ def _theory_checks(seed, out):
 
 
 def finish(blocks, env):
+    """Fill a pending theory check (wait for its process; the wait is added to env's total) and
+    append the run block."""
+    import time
+
+    t0 = time.perf_counter()
+    done = []
+    for b in blocks:
+        if b[0] == "theory_pending":
+            seed, out, proc = b[1]
+            proc.wait()  # it fills the cache that _theory_checks reads (if it failed: computed here)
+            done += _theory_blocks(_theory_checks(seed, out))
+        else:
+            done.append(b)
+    blocks = done
+    env["total_seconds"] = env.get("total_seconds", 0.0) + time.perf_counter() - t0
     pk = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
     return blocks + [("h2", "Run"), ("ul", [
         f"simulation {env['simulate_seconds']:.1f} s (chunks computed {env['chunks_computed']}, resumed {env['chunks_resumed']}), "
