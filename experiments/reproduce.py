@@ -70,7 +70,8 @@ def write_csv(path: str, rows: list[dict]):
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
         for r in rows:
-            w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+            # repr(float(v)): shortest round-trip digits, also for NumPy floats (whose repr is 'np.float64(...)')
+            w.writerow({k: (repr(float(v)) if isinstance(v, float) else v) for k, v in r.items()})
 
 
 def environment(info: dict) -> dict:

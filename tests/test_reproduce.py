@@ -134,3 +134,17 @@ def test_run_folder_contents(tmp_path, monkeypatch):
     assert cfg["config"]["seeds"] == 2 and cfg["preset"] == "quick"
     d1 = (tmp_path / "d1.csv").read_text().splitlines()
     assert len(d1) == 1 + 1 * 2 * 1 * 3 * 9  # header + d x alpha x eps x n x lambda
+
+
+def test_write_csv_writes_numpy_floats_as_plain_numbers(tmp_path):
+    import csv
+
+    import numpy as np
+
+    from murphyjax.experiments.reproduce import write_csv
+
+    path = tmp_path / "t.csv"
+    write_csv(str(path), [{"a": np.float64(0.1), "b": 0.25, "c": np.float32(0.5), "d": 3}])
+    (row,) = csv.DictReader(path.open())
+    assert row == {"a": "0.1", "b": "0.25", "c": "0.5", "d": "3"}
+    assert float(row["a"]) == 0.1
