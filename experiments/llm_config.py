@@ -4,7 +4,7 @@
 gives the two configurations used by ``murphyjax reproduce``:
 
 * ``quick``: a tiny Llama (same architecture as SmolLM2, d = 96, 2 layers) trained from scratch on the
-  task's demonstrations, every method, two seeds, small budgets (100 s on 2 CPU cores, measured: the whole quick
+  task's demonstrations, every method, two seeds, small budgets (100-135 s on 2 CPU cores, measured; the whole quick
   ``murphyjax reproduce`` must stay under five minutes).
 * ``llm``: SmolLM2-135M-Instruct (``murphyjax models fetch smollm2-135m``), briefly fine-tuned on the
   same demonstrations to fix the answer format, then the same methods with smaller step counts, and
