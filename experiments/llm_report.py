@@ -331,27 +331,7 @@ def cli(args) -> int:
 
 
 def _overrides(items) -> dict:
-    """``--set KEY=VALUE`` for the LLM config (tuples as comma lists)."""
-    import dataclasses
+    """``--set KEY=VALUE`` for the LLM config (typed after the ``llm`` preset; tuples as comma lists)."""
+    from murphyjax.experiments.reproduce import parse_overrides
 
-    fields = {f.name for f in dataclasses.fields(LLMLabConfig)}
-    base = LLM_PRESETS["llm"]
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE; got {item!r}")
-        k, v = item.split("=", 1)
-        if k not in fields:
-            raise ValueError(f"--set: unknown key {k!r} (known: {', '.join(sorted(fields))})")
-        d = getattr(base, k)
-        try:
-            if isinstance(d, tuple):
-                typ = type(d[0]) if d else str
-                out[k] = tuple(typ(x) if typ is not bool else x == "true" for x in v.split(",") if x.strip())
-            elif isinstance(d, bool):
-                out[k] = v.lower() in ("1", "true", "yes")
-            else:
-                out[k] = type(d)(v)
-        except ValueError:
-            raise ValueError(f"--set {k}: cannot parse {v!r}") from None
-    return out
+    return parse_overrides(items, LLM_PRESETS["llm"])

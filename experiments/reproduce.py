@@ -26,9 +26,12 @@ class ConfigError(ValueError):
     """A bad option value (the CLI reports it in one line with exit code 2)."""
 
 
-def parse_overrides(items: list[str] | None) -> dict:
-    """``KEY=VALUE`` strings -> typed config overrides (tuples as comma lists, 'inf' allowed)."""
-    fields = {f.name: f for f in dataclasses.fields(presets.LabConfig)}
+def parse_overrides(items: list[str] | None, defaults=None) -> dict:
+    """``KEY=VALUE`` strings -> typed overrides of the config dataclass ``defaults`` (default: the paper
+    ``LabConfig``). Types follow the default field values: tuples as comma lists, booleans as
+    1/true/yes, 'inf' allowed for numbers."""
+    defaults = presets.PRESETS["paper"] if defaults is None else defaults
+    fields = {f.name for f in dataclasses.fields(defaults)}
     out = {}
     for item in items or []:
         if "=" not in item:
@@ -36,10 +39,11 @@ def parse_overrides(items: list[str] | None) -> dict:
         k, v = item.split("=", 1)
         if k not in fields:
             raise ValueError(f"--set: unknown key {k!r} (known: {', '.join(sorted(fields))})")
-        default = getattr(presets.PRESETS["paper"], k)
+        default = getattr(defaults, k)
         try:
             if isinstance(default, tuple):
-                out[k] = tuple(_scalar(x, type(default[0])) for x in v.split(",") if x.strip())
+                typ = type(default[0]) if default else str
+                out[k] = tuple(_scalar(x, typ) for x in v.split(",") if x.strip())
             else:
                 out[k] = _scalar(v, type(default))
         except ValueError:
@@ -49,6 +53,10 @@ def parse_overrides(items: list[str] | None) -> dict:
 
 def _scalar(s: str, typ):
     s = s.strip()
+    if typ is bool:
+        return s.lower() in ("1", "true", "yes")
+    if typ is str:
+        return s
     if s.lower() == "inf":
         return math.inf
     return int(s) if typ is int else float(s)
