@@ -184,8 +184,7 @@ def _run_worker(name, a, allocator):
     args = [python, os.path.abspath(__file__), "--worker", name] + [
         f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
         if k in ("batch", "seq", "sample_batch", "prompt", "new", "repeats", "threads")]
-    if a.scan:
-        args.append("--scan")
+    args.append("--scan" if a.scan else "--no-scan")
     r = subprocess.run(args, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{name} ({allocator}) failed:\n{r.stderr[-3000:]}")

@@ -35,6 +35,10 @@ LLAMA_RULES: tuple[tuple[str, tuple], ...] = (
     (r"(^|/)blocks/wqkv$", (None, "fsdp", "model", None, None)),  # (L, D, K, H/K+2, hd) column-parallel by KV head
     (r"(^|/)blocks/w_gate_up$", (None, "fsdp", None, "model")),  # (L, D, 2, F) column-parallel
     (r"(^|/)blocks/(wo|w_down)$", (None, "model", "fsdp")),  # (L, in, D) row-parallel
+    # the per-layer layout (scan_layers=False): the same specs without the layer axis
+    (r"(^|/)blocks/layers/wqkv$", ("fsdp", "model", None, None)),
+    (r"(^|/)blocks/layers/w_gate_up$", ("fsdp", None, "model")),
+    (r"(^|/)blocks/layers/(wo|w_down)$", ("model", "fsdp")),
 )
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from murphyjax import sharding as sh
 from murphyjax.llm import KVCache, Llama, LlamaConfig, decode, forward, positions_from_mask
 from murphyjax.llm.model import rms_norm, rope
 
@@ -85,6 +86,12 @@ def test_kv_cache_decode_equals_full_forward(scan):
 def test_scan_unrolled_and_hoisted_layers_agree(model):
     x = ids_of((2, 6))
     unrolled = Llama(LlamaConfig.tiny(scan_layers=False), rngs=nnx.Rngs(0))
+    # the per-layer layout: one weight set per layer, drawn equal to the stacked layout's for a seed
+    paths = {sh.path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(nnx.state(unrolled, nnx.Param))[0]}
+    assert "blocks/layers/wqkv" in paths and "blocks/wqkv" not in paths
+    assert len(unrolled.blocks.layers) == 2 and unrolled.blocks.layers[0].wqkv[...].shape == (64, 2, 4, 16)
+    for n, w in unrolled.blocks.arrays().items():
+        np.testing.assert_array_equal(w, getattr(model.blocks, n)[...])
     np.testing.assert_allclose(forward(unrolled, x), forward(model, x), atol=2e-5)
     valid = jnp.ones(x.shape, bool)
     h, _ = model.hidden(x, valid, positions_from_mask(valid), layers=model.blocks.unstacked())

@@ -32,6 +32,10 @@ def test_partition_rules_written_out():
     assert spec("embed", (256, 64)) == P("model", "fsdp")
     assert spec("opt/0/mu/blocks/w_gate_up", (2, 64, 2, 128)) == P(None, "fsdp", None, "model")  # optimizer moments too
     assert spec("blocks/attn_norm", (2, 64)) == P()
+    # the per-layer layout (scan_layers=False): paths blocks/layers/<i>/..., no layer axis
+    assert spec("blocks/layers/wqkv", (64, 2, 4, 16)) == P("fsdp", "model", None, None)
+    assert spec("opt/0/nu/blocks/layers/w_gate_up", (64, 2, 128)) == P("fsdp", None, "model")
+    assert spec("blocks/layers/wo", (64, 64)) == P("model", "fsdp")
     assert spec("embed", (255, 64)) == P(None, "fsdp")  # 255 rows do not split in 2: replicated
     dp = sh.parse_mesh("data:8")
     assert sh.spec_for("blocks/wqkv", (2, 64, 2, 4, 16), dp) == P(None, None, None, None, None)  # pure data parallel
@@ -45,9 +49,9 @@ def _batch():
     return {"input_ids": ids, "attention_mask": mask, "loss_mask": mask}
 
 
-def _train(mesh_spec):
+def _train(mesh_spec, cfg=CFG):
     tx = make_optimizer(OptimizerConfig(learning_rate=1e-3))
-    graphdef, state = init_train_state(init(CFG, seed=0), tx)
+    graphdef, state = init_train_state(init(cfg, seed=0), tx)
     batch = _batch()
     if mesh_spec is None:
         step = make_train_step(graphdef, tx)
@@ -80,6 +84,16 @@ def test_sharded_training_equals_one_device(single, mesh_spec):
     wq = state.params["blocks"]["wqkv"][...]
     assert len(wq.sharding.device_set) == 8 and wq.sharding.spec == sh.spec_for(
         "blocks/wqkv", wq.shape, sh.parse_mesh(mesh_spec))
+
+
+def test_per_layer_layout_sharded_equals_one_device_and_the_stacked_layout(single):
+    cfg = LlamaConfig.tiny(scan_layers=False)
+    one, _ = _train(None, cfg)
+    losses, state = _train("data:2,fsdp:2,model:2", cfg)
+    np.testing.assert_allclose(losses, one, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(one, single[0], atol=1e-5, rtol=0)  # same init, same numbers as the scan
+    w = state.params["blocks"]["layers"][1]["wqkv"][...]
+    assert w.sharding.spec == P("fsdp", "model", None, None)
 
 
 def test_sharded_sampling_equals_one_device():

@@ -68,6 +68,14 @@ def test_hf_folder_round_trip(tmp_path, model):
     np.testing.assert_array_equal(forward(loaded, IDS), forward(model, IDS))
     names = read_safetensors(tmp_path / "hf" / "model.safetensors")
     assert "lm_head.weight" not in names and names["model.layers.1.self_attn.k_proj.weight"].shape == (32, 64)
+    # into the per-layer layout and back out: the same weights, the same logits, the same file
+    per_layer, _ = load_pretrained(tmp_path / "hf", scan_layers=False)
+    assert per_layer.blocks.layers[1].wqkv[...].shape == model.blocks.wqkv[...].shape[1:]
+    np.testing.assert_array_equal(per_layer.blocks.arrays()["w_down"], model.blocks.w_down[...])
+    np.testing.assert_allclose(forward(per_layer, IDS), forward(model, IDS), atol=2e-5)
+    save_hf(per_layer, tmp_path / "hf2")
+    again = read_safetensors(tmp_path / "hf2" / "model.safetensors")
+    assert again.keys() == names.keys() and all(np.array_equal(again[k], names[k]) for k in names)
 
 
 def test_hf_folder_in_bfloat16_with_tokenizer(tmp_path, model):
@@ -81,9 +89,9 @@ def test_hf_folder_in_bfloat16_with_tokenizer(tmp_path, model):
     tokens, types, merges = tiny_vocab()
     build_bpe_tokenizer(tokens, merges, types, eos_id=2, pad_id=0).save_pretrained(str(tmp_path / "bf16"))
     loaded, tok = load_pretrained(tmp_path / "bf16")
-    w = loaded.blocks.wqkv[...]
+    w = loaded.blocks.arrays()["wqkv"]
     assert w.dtype == jnp.float32
-    np.testing.assert_array_equal(w, model.blocks.wqkv[...].astype(jnp.bfloat16).astype(jnp.float32))
+    np.testing.assert_array_equal(w, model.blocks.arrays()["wqkv"].astype(jnp.bfloat16).astype(jnp.float32))
     assert tok("hello")["input_ids"] == [tokens.index("hello")]
 
 

@@ -3,12 +3,14 @@
     h_0 = E[x];  h <- h + Attn(RMSNorm(h));  h <- h + SwiGLU(RMSNorm(h));  logits = RMSNorm(h) W_out
 
 The numerics follow Hugging Face's ``LlamaForCausalLM`` (rotate-half RoPE, RMSNorm in float32, softmax in
-float32), so pretrained checkpoints give the same logits. Weights are stored ``(in, out)`` (``x @ W``)
-and stacked over layers (leading axis ``L``), so the layer loop is either unrolled or one ``lax.scan``
-(``LlamaConfig.scan_layers``) over the same parameters, and each weight has a single path for the
-sharding rules (``murphyjax.sharding``). Q/K/V and gate/up are stored fused (``Blocks``), so each is one
-matmul with no per-step weight concatenation; ``LlamaConfig.remat`` chooses what the backward pass
-recomputes.
+float32), so pretrained checkpoints give the same logits. Weights are stored ``(in, out)`` (``x @ W``).
+``LlamaConfig.scan_layers`` chooses the layer layout: ``True`` stacks every weight over layers (leading
+axis ``L``) and runs the layers as one ``lax.scan`` (one compiled layer: fast compiles, the accelerator
+default); ``False`` keeps one weight set per layer (``blocks/layers/i/...``) and unrolls the loop, so no
+step copies weights out of, or gradients back into, a stacked array (the fastest training step on CPU).
+Both layouts give the same numbers and the same initial weights for a seed. Q/K/V and gate/up are stored
+fused (``Blocks``), so each is one matmul with no per-step weight concatenation; ``LlamaConfig.remat``
+chooses what the backward pass recomputes.
 
 Shortcuts: no attention/MLP biases, no rope scaling, no dropout, no sliding window. Positions come from
 the attention mask (``cumsum(mask) - 1``), so left padding does not shift a prompt's positions.
@@ -39,7 +41,10 @@ class LlamaConfig:
 
     ``dtype`` is the compute dtype of activations and matmuls; ``param_dtype`` the storage dtype of the
     weights (keep float32 for training; ``dtype="bfloat16"`` is the accelerator option). Norms, softmax,
-    RoPE and logits are always computed in float32. ``remat``: what a layer keeps for the backward pass
+    RoPE and logits are always computed in float32. ``scan_layers``: stacked weights and
+    one ``lax.scan`` over layers (True: compiles one layer; the default, best on accelerators) or one weight
+    set per layer and an unrolled loop (False: the fastest step on CPU, longer compiles). ``remat``: what a
+    layer keeps for the backward pass
     ("none": everything; "dots": only the weight matmuls' outputs; "full": only its input), a memory
     for compute trade that gives the same gradients.
     """
@@ -194,13 +199,25 @@ def _block(cfg: LlamaConfig, x, p, positions, bias, kv_old):
     return x, (k, v)
 
 
-class Blocks(nnx.Module):
-    """The decoder layers' weights, stacked over layers (leading axis L); ``x @ W`` layout.
+class LayerWeights(nnx.Module):
+    """One decoder layer's weights (the per-layer layout, ``scan_layers=False``); fields as in ``Blocks``."""
 
-    Q, K and V are one array ``wqkv`` (L, D, K, H/K + 2, hd): for each KV head, its H/K query heads,
+    def __init__(self, arrays: dict[str, jax.Array]):
+        for n in Blocks.NAMES:
+            setattr(self, n, nnx.Param(arrays[n]))
+
+
+class Blocks(nnx.Module):
+    """The decoder layers' weights in ``x @ W`` layout: stacked over layers (leading axis L) when
+    ``cfg.scan_layers``, else one ``LayerWeights`` per layer in ``self.layers``.
+
+    Q, K and V are one array ``wqkv`` (D, K, H/K + 2, hd): for each KV head, its H/K query heads,
     then its key and its value head (so tensor parallelism splits it by KV head); gate and up are
-    ``w_gate_up`` (L, D, 2, F). ``split_qkv`` / ``fuse_qkv`` convert to and from separate (D, out) matrices.
+    ``w_gate_up`` (D, 2, F). ``split_qkv`` / ``fuse_qkv`` convert to and from separate (D, out) matrices.
+    Both layouts draw the same initial values (the stacked arrays, split per layer).
     """
+
+    NAMES = ("attn_norm", "wqkv", "wo", "mlp_norm", "w_gate_up", "w_down")
 
     def __init__(self, cfg: LlamaConfig, rngs: nnx.Rngs):
         L, d, f, hd = cfg.num_layers, cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
@@ -209,21 +226,29 @@ class Blocks(nnx.Module):
         pd = jnp.dtype(cfg.param_dtype)
 
         def w(*shape):
-            return nnx.Param(init(rngs.params(), (L, *shape), pd))
+            return init(rngs.params(), (L, *shape), pd)
 
-        self.attn_norm = nnx.Param(jnp.ones((L, d), pd))
-        self.wqkv = w(d, kv, g + 2, hd)
-        self.wo = w(cfg.num_heads * hd, d)
-        self.mlp_norm = nnx.Param(jnp.ones((L, d), pd))
-        self.w_gate_up, self.w_down = w(d, 2, f), w(f, d)
-
-    NAMES = ("attn_norm", "wqkv", "wo", "mlp_norm", "w_gate_up", "w_down")
+        arrays = {"attn_norm": jnp.ones((L, d), pd), "wqkv": w(d, kv, g + 2, hd), "wo": w(cfg.num_heads * hd, d),
+                  "mlp_norm": jnp.ones((L, d), pd)}
+        arrays["w_gate_up"], arrays["w_down"] = w(d, 2, f), w(f, d)
+        self.stacked = cfg.scan_layers
+        if self.stacked:
+            for n in self.NAMES:
+                setattr(self, n, nnx.Param(arrays[n]))
+        else:
+            self.layers = nnx.List([LayerWeights({n: a[i] for n, a in arrays.items()}) for i in range(L)])
 
     def arrays(self) -> dict[str, jax.Array]:
-        return {n: getattr(self, n)[...] for n in self.NAMES}
+        """Stacked (L, ...) weights (a stacking copy in the per-layer layout)."""
+        if self.stacked:
+            return {n: getattr(self, n)[...] for n in self.NAMES}
+        return {n: jnp.stack([getattr(layer, n)[...] for layer in self.layers]) for n in self.NAMES}
 
     def unstacked(self) -> list[dict[str, jax.Array]]:
-        """Per-layer weight dicts (for decode loops: sliced once, not at every step)."""
+        """Per-layer weight dicts (the parameters themselves in the per-layer layout; slices of the
+        stacked arrays otherwise, taken once, e.g. outside a decode loop)."""
+        if not self.stacked:
+            return [{n: getattr(layer, n)[...] for n in self.NAMES} for layer in self.layers]
         per = {n: jnp.unstack(w) for n, w in self.arrays().items()}
         return [{n: w[i] for n, w in per.items()} for i in range(len(per["wo"]))]
 
@@ -269,7 +294,8 @@ class Llama(nnx.Module):
 
         With a cache, the S new tokens go to slots [cache.index, cache.index + S) and attend to every
         earlier valid slot plus, causally, to each other. ``layers``: per-layer weights from
-        ``blocks.unstacked()``, computed once outside a decode loop so no step slices the stacked weights.
+        ``blocks.unstacked()``, taken once outside a decode loop so no step slices stacked weights (the
+        per-layer layout, ``scan_layers=False``, uses its own parameters without copies).
         """
         cfg = self.config
         valid = valid.astype(bool)
@@ -288,24 +314,16 @@ class Llama(nnx.Module):
             step = jax.checkpoint(step, policy=_REMAT[cfg.remat])
 
         kv_old = None if cache is None else (cache.k, cache.v)
+        if layers is None and not cfg.scan_layers:
+            layers = self.blocks.unstacked()
         if layers is not None:
             outs = []
             for i, p in enumerate(layers):
                 x, kv = step(x, (p, None if kv_old is None else (kv_old[0][i], kv_old[1][i])))
                 outs.append(kv)
             k_new, v_new = (jnp.stack(t) for t in zip(*outs))
-        elif cfg.scan_layers:
-            x, (k_new, v_new) = jax.lax.scan(step, x, (self.blocks.arrays(), kv_old))
         else:
-            # One unstack (whose transpose is one stack) rather than L slices (whose transposes
-            # would pad every layer's gradient to the full stacked shape).
-            leaves, tree = jax.tree.flatten((self.blocks.arrays(), kv_old))
-            per_layer = [jnp.unstack(a) for a in leaves]
-            outs = []
-            for i in range(cfg.num_layers):
-                x, kv = step(x, jax.tree.unflatten(tree, [a[i] for a in per_layer]))
-                outs.append(kv)
-            k_new, v_new = (jnp.stack(t) for t in zip(*outs))
+            x, (k_new, v_new) = jax.lax.scan(step, x, (self.blocks.arrays(), kv_old))
         h = rms_norm(x, self.final_norm[...], cfg.rms_norm_eps)
         if cache is None:
             return h, None

@@ -70,6 +70,8 @@ def model_from_arrays(cfg: LlamaConfig, get) -> Llama:
     sep["wqkv"] = fuse_qkv(sep.pop("wq"), sep.pop("wk"), sep.pop("wv"), cfg.num_kv_heads, cfg.head_dim, xp=np)
     sep["w_gate_up"] = np.stack([sep.pop("w_gate"), sep.pop("w_up")], -2)
     blocks = {k: arr(v) for k, v in sep.items()}
+    if not cfg.scan_layers:  # the per-layer layout: blocks/layers/i/...
+        blocks = {"layers": {i: {k: v[i] for k, v in blocks.items()} for i in range(cfg.num_layers)}}
     pure = {"embed": arr(get("model.embed_tokens.weight")), "blocks": blocks,
             "final_norm": arr(get("model.norm.weight"))}
     if not cfg.tie_embeddings:
@@ -100,9 +102,10 @@ def model_to_arrays(model: Llama) -> dict[str, np.ndarray]:
     cfg = model.config
     out = {"model.embed_tokens.weight": np.asarray(model.embed[...], np.float32),
            "model.norm.weight": np.asarray(model.final_norm[...], np.float32)}
-    sep = {n: np.asarray(model.blocks.arrays()[n], np.float32) for n in ("attn_norm", "wo", "mlp_norm", "w_down")}
-    sep["wq"], sep["wk"], sep["wv"] = split_qkv(np.asarray(model.blocks.wqkv[...], np.float32), cfg.num_heads)
-    gate_up = np.asarray(model.blocks.w_gate_up[...], np.float32)
+    stacked = {n: np.asarray(w, np.float32) for n, w in model.blocks.arrays().items()}
+    sep = {n: stacked[n] for n in ("attn_norm", "wo", "mlp_norm", "w_down")}
+    sep["wq"], sep["wk"], sep["wv"] = split_qkv(stacked["wqkv"], cfg.num_heads)
+    gate_up = stacked["w_gate_up"]
     sep["w_gate"], sep["w_up"] = gate_up[..., 0, :], gate_up[..., 1, :]
     for field, name in _HF_LAYER.items():
         stacked = sep[field]
