@@ -22,7 +22,7 @@ import optax
 from flax import nnx
 
 from murphyjax.llm.model import positions_from_mask
-from murphyjax.llm.sampling import token_logprobs
+from murphyjax.llm.sampling import hidden_logprobs, token_logprobs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,40 +100,45 @@ def _nll_sums(pred_logits, targets, target_mask):
     return jnp.sum(-token_logprobs(pred_logits, targets) * m), jnp.sum(m)
 
 
-def _loss_sums(params, graphdef, batch):
+def _loss_sums(params, graphdef, batch, scale):
+    """(scale * nll_sum, (nll_sum, n_tokens)) of one micro-batch."""
     model = nnx.merge(graphdef, params)
     ids, mask = batch["input_ids"], batch["attention_mask"]
     with jax.named_scope("forward"):
         h, _ = model.hidden(ids, mask, positions_from_mask(mask))
-        # the output projection only at the S - 1 positions that predict a token: no (B, S, V) logits
-        # to slice (a copy on CPU) and no padding of their gradient back to S
-        logits = model.logits(h[:, :-1])
-    return _nll_sums(logits, ids[:, 1:], batch["loss_mask"][:, 1:])
+        # the output projection only at the S - 1 positions that predict a token (no (B, S, V) logits
+        # to slice), on 2-D rows (``hidden_logprobs``)
+        lp = hidden_logprobs(model, h[:, :-1], ids[:, 1:])
+    m = batch["loss_mask"][:, 1:].astype(jnp.float32)
+    nll = jnp.sum(-lp * m)
+    return scale * nll, (nll, jnp.sum(m))
 
 
 def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTransformation):
     """One optimiser update from a batch of A micro-batches; returns (state, metrics).
 
     grad = (sum over micro-batches of grad nll_sum) / (total target tokens): exactly the gradient of the
-    token-mean loss of the full batch. Arrays in ``batch``: input_ids, attention_mask, loss_mask (A, b, S).
+    token-mean loss of the full batch. The token count is known from the masks before any forward pass,
+    so the 1 / count factor is applied inside the loss (no extra pass over the gradients).
+    Arrays in ``batch``: input_ids, attention_mask, loss_mask (A, b, S).
     """
+    n_total = jnp.sum(batch["loss_mask"][:, :, 1:].astype(jnp.float32))
+    scale = 1.0 / jnp.maximum(n_total, 1.0)
     grad_fn = jax.value_and_grad(_loss_sums, has_aux=True)
     if batch["input_ids"].shape[0] == 1:
-        (nll, n), grads = grad_fn(state.params, graphdef, jax.tree.map(lambda x: x[0], batch))
+        (_, (nll, n)), grads = grad_fn(state.params, graphdef, jax.tree.map(lambda x: x[0], batch), scale)
     else:
         def micro(carry, mb):
-            (nll, n), g = grad_fn(state.params, graphdef, mb)
+            (_, (nll, n)), g = grad_fn(state.params, graphdef, mb, scale)
             return jax.tree.map(jnp.add, carry, ((nll, n), g)), None
 
         zeros = ((jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)),
                  jax.tree.map(jnp.zeros_like, state.params))
         ((nll, n), grads), _ = jax.lax.scan(micro, zeros, batch)
-    denom = jnp.maximum(n, 1.0)
-    grads = jax.tree.map(lambda g: g / denom, grads)
     with jax.named_scope("optimizer"):
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": nll / denom, "tokens": n, "grad_norm": optax.tree.norm(grads)}
+    metrics = {"loss": nll / jnp.maximum(n, 1.0), "tokens": n, "grad_norm": optax.tree.norm(grads)}
     return TrainState(state.step + 1, params, opt_state, state.rng), metrics
 
 

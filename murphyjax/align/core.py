@@ -25,7 +25,7 @@ from flax import nnx
 
 from murphyjax import losses
 from murphyjax.llm import Llama, SamplingConfig, positions_from_mask, sample
-from murphyjax.llm.sampling import token_logprobs
+from murphyjax.llm.sampling import hidden_logprobs, token_logprobs
 
 F32 = jnp.float32
 
@@ -69,7 +69,7 @@ def completion_sums(graphdef, params, ids, mask, cmask, prompt_len: int | None =
     if prompt_len is None:
         return completion_logps(forward(graphdef, params, ids, mask), ids, cmask).sum(-1)
     h, model = hidden(graphdef, params, ids, mask)
-    lp = token_logprobs(model.logits(h[:, prompt_len - 1:-1]), ids[:, prompt_len:])
+    lp = hidden_logprobs(model, h[:, prompt_len - 1:-1], ids[:, prompt_len:])
     return jnp.sum(jnp.where(cmask[:, prompt_len:], lp, 0.0), -1)
 
 

@@ -10,10 +10,10 @@ Training, sharding and checkpoints live in ``murphyjax.train``, ``murphyjax.shar
 
 from murphyjax.llm.model import KVCache, Llama, LlamaConfig, decode, forward, init, positions_from_mask
 from murphyjax.llm.sampling import (SamplingConfig, Samples, generate_text, left_align, sample,
-                                    sequence_logprobs, token_logprobs)
+                                    hidden_logprobs, sequence_logprobs, token_logprobs)
 from murphyjax.llm.tokenizer import tokenizer_from_gguf
 from murphyjax.llm.weights import load_pretrained, save_hf
 
 __all__ = ["KVCache", "Llama", "LlamaConfig", "decode", "forward", "init", "SamplingConfig", "Samples", "generate_text", "left_align",
            "load_pretrained", "positions_from_mask", "sample", "save_hf", "sequence_logprobs",
-           "token_logprobs", "tokenizer_from_gguf"]
+           "token_logprobs", "hidden_logprobs", "tokenizer_from_gguf"]

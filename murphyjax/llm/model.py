@@ -188,14 +188,15 @@ def _block(cfg: LlamaConfig, x, p, positions, bias, kv_old):
     # one matmul for Q, K, V (and one for gate, up) on weights stored fused: wider products run faster
     # than narrow ones on CPUs, and no step concatenates weights or splits their gradients
     qkv = jnp.einsum("bsd,dkgh->bskgh", h, p["wqkv"].astype(dt))  # per KV head: its g queries, k, v
-    q = qkv[:, :, :, :g].reshape(b, s, cfg.num_heads, cfg.head_dim)
-    k, v = qkv[:, :, :, g], qkv[:, :, :, g + 1]
+    # split (not slicing): its transpose is one concatenate, where slices' would be pads plus adds
+    q, k, v = jnp.split(qkv, [g, g + 1], axis=3)
+    q, k, v = q.reshape(b, s, cfg.num_heads, cfg.head_dim), k[:, :, :, 0], v[:, :, :, 0]
     q, k = rope(q, positions, cfg.rope_theta), rope(k, positions, cfg.rope_theta)
     chunks = [(k, v)] if kv_old is None else [kv_old, (k, v)]
     x = x + attention(q, chunks, bias) @ p["wo"].astype(dt)
     h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
-    gate_up = jnp.einsum("bsd,dtf->bstf", h, p["w_gate_up"].astype(dt))
-    x = x + (jax.nn.silu(gate_up[:, :, 0]) * gate_up[:, :, 1]) @ p["w_down"].astype(dt)
+    gate, up = jnp.split(jnp.einsum("bsd,dtf->bstf", h, p["w_gate_up"].astype(dt)), 2, axis=2)
+    x = x + (jax.nn.silu(gate[:, :, 0]) * up[:, :, 0]) @ p["w_down"].astype(dt)
     return x, (k, v)
 
 

@@ -82,6 +82,19 @@ def token_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return _token_logprobs(logits.astype(jnp.float32), targets.astype(jnp.int32))
 
 
+def hidden_logprobs(model: Llama, h: jax.Array, targets: jax.Array) -> jax.Array:
+    """log pi(target | h): the output projection and ``token_logprobs`` of final hidden states.
+
+    Args: h (..., D) hidden states after the final norm; targets (...) integer. Returns (...) float32.
+    The rows are flattened to (N, D) first, so the (N, V) logits, their softmax gradient and the head's
+    weight gradient stay 2-D matrices (3-D logits cost extra transposed copies of the (..., V) buffer
+    in the backward pass on CPU: 6 % of a DPO step on SmolLM2-135M, measured).
+    """
+    lead = h.shape[:-1]
+    logits = model.logits(h.reshape(-1, h.shape[-1]))
+    return token_logprobs(logits, targets.reshape(-1)).reshape(lead)
+
+
 @jax.custom_vjp
 def _token_logprobs(logits, targets):
     return _token_logprobs_fwd(logits, targets)[0]
