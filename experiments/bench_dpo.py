@@ -7,7 +7,8 @@ of shape (8, 128) with chosen and rejected in one policy forward; a reference fo
 gradients every step; the sigmoid loss with beta 0.1; gradient clipping at 1.0; AdamW, lr 1e-6, no
 weight decay; float32; 2 threads; the same allocator setting on both sides (default: glibc tuned,
 ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647``); 2 warm-up steps
-(JAX compiles in the first) then ``--steps`` timed steps. Policy and reference start equal, so the loss
+(JAX compiles in the first) then ``--steps`` timed steps, in ``--rounds`` alternating JAX / TRL worker
+processes (pooled). Policy and reference start equal, so the loss
 of step 1 is log 2 on both sides (checked). Weights: the real SmolLM2-135M-Instruct when cached
 (``murphyjax models fetch smollm2-135m``), else random weights of its configuration (same FLOPs);
 the JAX model is exported with ``save_hf`` and loaded by transformers, so both sides hold the same numbers.
@@ -199,6 +200,7 @@ def main(argv=None):
     ap.add_argument("--weights", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=8, help="timed steps (after the warm-up)")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1, help="alternating JAX / TRL worker runs (timed steps pooled)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--allocator", choices=["tuned", "default", "both"], default="tuned")
     ap.add_argument("--random-weights", action="store_true", help="random SmolLM2-135M-shaped weights")
@@ -220,11 +222,18 @@ def main(argv=None):
         rows, peaks = [], []
         for alloc in (["default", "tuned"] if a.allocator == "both" else [a.allocator]):
             peaks += [_run("peak-jax", a, alloc)["gflops"], _run("peak-torch", a, alloc)["gflops"]]
-            res = {"jax": _run("dpo-jax", a, alloc), "trl": _run("dpo-torch", a, alloc)}
-            for fw, r in res.items():
-                rows.append({"framework": fw, "allocator": alloc, "median_s": statistics.median(r["times"]),
-                             "min_s": min(r["times"]), "steps": len(r["times"]), "loss_step1": r["loss_step1"],
-                             "times": [round(t, 3) for t in r["times"]], "tokens": r["tokens"]})
+            # alternate the two sides' worker processes, so a drift of the machine's speed (this VM's
+            # throughput moves by up to 20 % over minutes) falls on both; statistics pool every round
+            res = {"jax": [], "trl": []}
+            for _ in range(a.rounds):
+                res["jax"].append(_run("dpo-jax", a, alloc))
+                res["trl"].append(_run("dpo-torch", a, alloc))
+            for fw, rs in res.items():
+                times = [t for r in rs for t in r["times"]]
+                rows.append({"framework": fw, "allocator": alloc, "median_s": statistics.median(times),
+                             "min_s": min(times), "steps": len(times), "loss_step1": rs[0]["loss_step1"],
+                             "round_medians": [round(statistics.median(r["times"]), 3) for r in rs],
+                             "times": [round(t, 3) for t in times], "tokens": rs[0]["tokens"]})
     peak = max(peaks)
     flops = 8 * info["n_params"] * rows[0]["tokens"]
     for r in rows:
