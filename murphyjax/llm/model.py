@@ -8,7 +8,7 @@ float32), so pretrained checkpoints give the same logits. Weights are stored ``(
 axis ``L``) and runs the layers as one ``lax.scan`` (one compiled layer: fast compiles, the accelerator
 default); ``False`` keeps one weight set per layer (``blocks/layers/i/...``) and unrolls the loop, so no
 step copies weights out of, or gradients back into, a stacked array (the fastest training step on CPU).
-Both layouts give the same numbers and the same initial weights for a seed. Q/K/V and gate/up are stored
+Both layouts draw the same initial weights for a seed and give the same logits up to float rounding. Q/K/V and gate/up are stored
 fused (``Blocks``), so each is one matmul with no per-step weight concatenation; ``LlamaConfig.remat``
 chooses what the backward pass recomputes.
 
