@@ -169,8 +169,51 @@ def sample_torch(a):
             "n_params": sum(p.numel() for p in model.parameters())}
 
 
+# (name, M, K, N) of the training step's products at batch 4 x 128: activations (M = tokens) times weights,
+# and the weight gradients, which contract over the tokens (stored tokens-major: A^T B)
+MATMULS = [("qkv fwd", 512, 576, 960), ("gate_up fwd", 512, 576, 3072), ("down fwd", 512, 1536, 576),
+           ("o fwd", 512, 576, 576), ("head fwd", 508, 576, 49152), ("head dx", 508, 49152, 576)]
+MATMULS_T = [("gate_up dW", 576, 512, 3072), ("down dW", 1536, 512, 576), ("head dW", 49152, 508, 576)]
+
+
+def _matmul_rates(mm, repeats):
+    out = {}
+    for transposed, shapes in ((False, MATMULS), (True, MATMULS_T)):
+        for name, m, k, n in shapes:
+            t, _ = _best(mm(m, k, n, transposed), max(repeats, 7))
+            out[name] = round(2 * m * k * n / t / 1e9, 1)
+    return out
+
+
+def matmul_jax(a):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    def mm(m, k, n, transposed):
+        x = jnp.asarray(np.random.rand(*((k, m) if transposed else (m, k))), jnp.float32)
+        y = jnp.asarray(np.random.rand(k, n), jnp.float32)
+        f = jax.jit(lambda x, y: (x.T if transposed else x) @ y)
+        return lambda: f(x, y).block_until_ready()
+
+    return {"gflops": _matmul_rates(mm, a.repeats)}
+
+
+def matmul_torch(a):
+    import torch
+
+    torch.set_num_threads(a.threads)
+
+    def mm(m, k, n, transposed):
+        x, y = torch.rand(*((k, m) if transposed else (m, k))), torch.rand(k, n)
+        return lambda: (x.t() if transposed else x) @ y
+
+    return {"gflops": _matmul_rates(mm, a.repeats)}
+
+
 WORKERS = {"peak-jax": peak_jax, "peak-torch": peak_torch, "train-jax": train_jax, "train-torch": train_torch,
-           "sample-jax": sample_jax, "sample-torch": sample_torch}
+           "sample-jax": sample_jax, "sample-torch": sample_torch, "matmul-jax": matmul_jax,
+           "matmul-torch": matmul_torch}
 
 
 # ---------------------------------------------------------------- orchestration
@@ -208,7 +251,7 @@ def main(argv=None):
     p.add_argument("--torch-python", default=os.environ.get("MURPHYJAX_TORCH_PYTHON"),
                    help="a Python with torch + transformers (default $MURPHYJAX_TORCH_PYTHON)")
     p.add_argument("--allocator", choices=["both", "default", "tuned"], default="both")
-    p.add_argument("--parts", default="train,sample", help="comma list of train, sample")
+    p.add_argument("--parts", default="train,sample", help="comma list of train, sample, matmul")
     p.add_argument("--out", default=None, help="folder for bench_llm.csv / .json")
     a = p.parse_args(argv)
     if a.worker:
@@ -217,9 +260,16 @@ def main(argv=None):
     if not a.torch_python:
         p.error("--torch-python (or $MURPHYJAX_TORCH_PYTHON) is required: the PyTorch side runs there")
     allocators = ["default", "tuned"] if a.allocator == "both" else [a.allocator]
-    rows, peaks = [], []
+    rows, peaks, matmuls = [], [], []
     for alloc in allocators:
         for part in a.parts.split(","):
+            if part == "matmul":  # GFLOP/s of the step's products on their exact shapes, per framework
+                rates = {fw: _run_worker(f"matmul-{fw}", a, alloc)["gflops"] for fw in ("jax", "torch")}
+                print(f"\nmatmul GFLOP/s ({alloc} allocator, {a.threads} threads, best of >= 7)")
+                for name in rates["jax"]:
+                    print(f"  {name:12}  jax {rates['jax'][name]:7.1f}  torch {rates['torch'][name]:7.1f}")
+                matmuls.append({"allocator": alloc, **{f"{fw}/{k}": v for fw, r in rates.items() for k, v in r.items()}})
+                continue
             # the peak is re-measured before every part; MFU uses the best rate seen in the whole run
             peaks += [_run_worker("peak-jax", a, alloc)["gflops"], _run_worker("peak-torch", a, alloc)["gflops"]]
             # --rounds alternating fresh workers per side (this VM's speed drifts over minutes); best call wins
@@ -237,6 +287,15 @@ def main(argv=None):
                                  gflops=round(flops / r["seconds"] / 1e9, 1), peak_before=round(max(peaks[-2:]), 1),
                                  times=" ".join(f"{t:.3f}" for t in r["times"])))
                 print(json.dumps(rows[-1]), flush=True)
+    if a.out:
+        os.makedirs(a.out, exist_ok=True)
+    if matmuls and a.out:
+        with open(os.path.join(a.out, "bench_llm_matmul.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(matmuls[0]))
+            w.writeheader()
+            w.writerows(matmuls)
+    if not rows:
+        return 0
     peak = max(peaks)
     for r in rows:
         r["mfu"] = round(r["gflops"] / peak, 3)
@@ -246,7 +305,6 @@ def main(argv=None):
         print(f"{r['part']:7}{r['framework']:7}{r['allocator']:10}{r['seconds']:9.3f}{r['tokens_per_s']:9.1f}"
               f"{r['ratio_jax_over_torch']:11.2f}{r['mfu']:7.2f}{r['peak_gflops']:11.1f}")
     if a.out:
-        os.makedirs(a.out, exist_ok=True)
         with open(os.path.join(a.out, "bench_llm.csv"), "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
