@@ -92,12 +92,13 @@ def masked_nll(logits: jax.Array, input_ids: jax.Array, loss_mask: jax.Array):
     assistant turns; 0 on prompt and padding). Args: logits (B, S, V); input_ids, loss_mask (B, S).
     Returns: (nll_sum, n_tokens), float32 scalars.
     """
-    return _nll_sums(logits[:, :-1], input_ids[:, 1:], loss_mask[:, 1:])
+    return _nll_sums(token_logprobs(logits[:, :-1], input_ids[:, 1:]), loss_mask[:, 1:])
 
 
-def _nll_sums(pred_logits, targets, target_mask):
+def _nll_sums(logprobs, target_mask):
+    """(sum of -logprobs over the target tokens, their count) from per-token log-probs and a mask."""
     m = target_mask.astype(jnp.float32)
-    return jnp.sum(-token_logprobs(pred_logits, targets) * m), jnp.sum(m)
+    return jnp.sum(-logprobs * m), jnp.sum(m)
 
 
 def _loss_sums(params, graphdef, batch, scale):
@@ -109,9 +110,8 @@ def _loss_sums(params, graphdef, batch, scale):
         # the output projection only at the S - 1 positions that predict a token (no (B, S, V) logits
         # to slice), on 2-D rows (``hidden_logprobs``)
         lp = hidden_logprobs(model, h[:, :-1], ids[:, 1:])
-    m = batch["loss_mask"][:, 1:].astype(jnp.float32)
-    nll = jnp.sum(-lp * m)
-    return scale * nll, (nll, jnp.sum(m))
+    nll, n = _nll_sums(lp, batch["loss_mask"][:, 1:])
+    return scale * nll, (nll, n)
 
 
 def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTransformation):
