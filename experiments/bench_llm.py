@@ -6,9 +6,12 @@ Both sides use the same architecture and shapes (random weights of the SmolLM2-1
 the same batch, 2 threads, AdamW without clipping, all-token next-token loss; sampling is greedy with a
 KV cache, exactly ``--new`` tokens per row (no stop token), prefill included. Each figure is the best of
 ``--repeats`` timed runs after a warm-up (JAX compile excluded) in each of ``--rounds`` fresh worker
-processes per side (alternating JAX and torch, so drift of the machine hits both), for
-glibc's default allocator and for the tuned one (``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:
-glibc.malloc.trim_threshold=2147483647``: no mmap/munmap of large buffers, so no page faults per step).
+processes per side (alternating JAX and torch, so drift of the machine hits both), for each
+``--allocator`` setting, applied identically to both sides: glibc's default, "tuned"
+(``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647``, the issue's: the
+main arena keeps large buffers up to 2 GiB) and "tuned-arena" (``glibc.malloc.mmap_max=0:
+glibc.malloc.trim_threshold=1099511627776:glibc.malloc.arena_max=1``: XLA:CPU's worker threads allocate
+from that arena too, and buffers above 2 GiB stay; ``murphyjax.malloc`` explains both).
 
 MFU = model FLOPs / time / peak, with 6 N T for a training step and 2 N T for a forward pass (N = 134.5 M
 parameters, tied embedding counted once; T = tokens processed), against the best fp32 matmul rate
@@ -28,6 +31,23 @@ import sys
 import time
 
 TUNED = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
+# glibc malloc settings (GLIBC_TUNABLES), each applied identically to both sides' workers. "tuned" is the
+# issue's setting; "tuned-arena" (= murphyjax.malloc.GLIBC_TUNABLES) adds arena_max=1 and lifts the trim
+# threshold above 2 GiB: XLA:CPU allocates a step's temp buffer (1.16 GB SFT, ~2.4 GB DPO) from its worker
+# threads, whose arenas always mmap chunks that large, and a freed top chunk above the trim threshold goes
+# back to the OS; either way every step page-faults the whole buffer again
+ALLOCATORS = {"default": None, "tuned": TUNED,
+              "tuned-arena": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776:glibc.malloc.arena_max=1"}
+
+
+def _allocators(spec: str) -> list[str]:
+    """``--allocator``: a comma list of ALLOCATORS names; "both" = default,tuned; "all" = every one."""
+    names = {"both": ["default", "tuned"], "all": list(ALLOCATORS)}.get(spec, spec.split(","))
+    bad = [n for n in names if n not in ALLOCATORS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"--allocator: unknown {bad}; use a comma list of "
+                                         f"{sorted(ALLOCATORS)}, 'both' or 'all'")
+    return names
 SMOLLM2 = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30, num_heads=9,
                num_kv_heads=3, head_dim=64, rope_theta=100000.0, rms_norm_eps=1e-5)
 
@@ -222,8 +242,8 @@ def _run_worker(name, a, allocator):
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     env.update(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads), JAX_PLATFORMS="cpu",
                XLA_FLAGS=" ".join(["--xla_force_host_platform_device_count=1", a.xla_flags]).strip())
-    if allocator == "tuned":
-        env["GLIBC_TUNABLES"] = TUNED
+    if ALLOCATORS[allocator]:
+        env["GLIBC_TUNABLES"] = ALLOCATORS[allocator]
     python = a.torch_python if name.endswith("torch") else sys.executable
     args = [python, os.path.abspath(__file__), "--worker", name] + [
         f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
@@ -250,7 +270,8 @@ def main(argv=None):
     p.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for the JAX workers")
     p.add_argument("--torch-python", default=os.environ.get("MURPHYJAX_TORCH_PYTHON"),
                    help="a Python with torch + transformers (default $MURPHYJAX_TORCH_PYTHON)")
-    p.add_argument("--allocator", choices=["both", "default", "tuned"], default="both")
+    p.add_argument("--allocator", type=_allocators, default="both",
+                   help="comma list of default, tuned, tuned-arena; 'both' (default,tuned) or 'all'")
     p.add_argument("--parts", default="train,sample", help="comma list of train, sample, matmul")
     p.add_argument("--out", default=None, help="folder for bench_llm.csv / .json")
     a = p.parse_args(argv)
@@ -259,7 +280,7 @@ def main(argv=None):
         return 0
     if not a.torch_python:
         p.error("--torch-python (or $MURPHYJAX_TORCH_PYTHON) is required: the PyTorch side runs there")
-    allocators = ["default", "tuned"] if a.allocator == "both" else [a.allocator]
+    allocators = a.allocator
     rows, peaks, matmuls = [], [], []
     for alloc in allocators:
         for part in a.parts.split(","):
@@ -300,9 +321,9 @@ def main(argv=None):
     for r in rows:
         r["mfu"] = round(r["gflops"] / peak, 3)
         r["peak_gflops"] = round(peak, 1)
-    print(f"\n{'part':7}{'fw':7}{'allocator':10}{'s/call':>9}{'tok/s':>9}{'JAX/torch':>11}{'MFU':>7}{'peak GF/s':>11}")
+    print(f"\n{'part':7}{'fw':7}{'allocator':12}{'s/call':>9}{'tok/s':>9}{'JAX/torch':>11}{'MFU':>7}{'peak GF/s':>11}")
     for r in rows:
-        print(f"{r['part']:7}{r['framework']:7}{r['allocator']:10}{r['seconds']:9.3f}{r['tokens_per_s']:9.1f}"
+        print(f"{r['part']:7}{r['framework']:7}{r['allocator']:12}{r['seconds']:9.3f}{r['tokens_per_s']:9.1f}"
               f"{r['ratio_jax_over_torch']:11.2f}{r['mfu']:7.2f}{r['peak_gflops']:11.1f}")
     if a.out:
         with open(os.path.join(a.out, "bench_llm.csv"), "w", newline="") as f:

@@ -4,7 +4,9 @@
     murphyjax models fetch smollm2-135m [--cache-dir DIR] [--force]
 
 Errors in options print one line naming the option and exit with code 2; nothing prints a
-traceback for bad input.
+traceback for bad input. On Linux with glibc the command first applies ``murphyjax.malloc.tune_malloc``
+(large XLA:CPU buffers stay mapped between steps instead of page-faulting every step) unless
+``GLIBC_TUNABLES`` is set or ``MURPHYJAX_TUNE_MALLOC=0``.
 """
 
 from __future__ import annotations
@@ -136,6 +138,14 @@ def _models_fetch(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    if os.environ.get("MURPHYJAX_TUNE_MALLOC", "1") != "0" and "GLIBC_TUNABLES" not in os.environ:
+        # before JAX starts its threads: one malloc arena, large buffers kept between steps
+        # (``murphyjax.malloc``; a user's own GLIBC_TUNABLES, or MURPHYJAX_TUNE_MALLOC=0, opts out)
+        from murphyjax.malloc import tune_malloc
+
+        tune_malloc()
     parser = build_parser()
     args = parser.parse_args(argv)
     from murphyjax._cache import enable_compilation_cache

@@ -4,6 +4,9 @@ import os
 
 # Must be set before jax initialises its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# test_cli calls ``cli.main`` in this process, long after JAX's threads started: leave its malloc alone
+# (``murphyjax.malloc`` is tested in subprocesses)
+os.environ.setdefault("MURPHYJAX_TUNE_MALLOC", "0")
 
 import murphyjax  # noqa: E402,F401  (turns on x64)
 
