@@ -32,24 +32,10 @@ import sys
 import tempfile
 import time
 
-TUNED = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
-# glibc malloc settings (GLIBC_TUNABLES), each applied identically to both sides' workers. "tuned" is the
-# issue's setting; "tuned-arena" (= murphyjax.malloc.GLIBC_TUNABLES) adds arena_max=1 and lifts the trim
-# threshold above 2 GiB: XLA:CPU allocates a step's temp buffer (1.16 GB SFT, ~2.4 GB DPO) from its worker
-# threads, whose arenas always mmap chunks that large, and a freed top chunk above the trim threshold goes
-# back to the OS; either way every step page-faults the whole buffer again
-ALLOCATORS = {"default": None, "tuned": TUNED,
-              "tuned-arena": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776:glibc.malloc.arena_max=1"}
-
-
-def _allocators(spec: str) -> list[str]:
-    """``--allocator``: a comma list of ALLOCATORS names; "both" = default,tuned; "all" = every one."""
-    names = {"both": ["default", "tuned"], "all": list(ALLOCATORS)}.get(spec, spec.split(","))
-    bad = [n for n in names if n not in ALLOCATORS]
-    if bad:
-        raise argparse.ArgumentTypeError(f"--allocator: unknown {bad}; use a comma list of "
-                                         f"{sorted(ALLOCATORS)}, 'both' or 'all'")
-    return names
+try:  # the orchestrator; the torch-only worker Python runs this file by path, next to bench_llm.py
+    from murphyjax.experiments.bench_llm import ALLOCATORS, _allocators
+except ImportError:
+    from bench_llm import ALLOCATORS, _allocators
 
 
 def _timed(fn, warmup, steps):

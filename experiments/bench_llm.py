@@ -30,6 +30,8 @@ import subprocess
 import sys
 import time
 
+SMOLLM2 = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30, num_heads=9,
+               num_kv_heads=3, head_dim=64, rope_theta=100000.0, rms_norm_eps=1e-5)
 TUNED = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
 # glibc malloc settings (GLIBC_TUNABLES), each applied identically to both sides' workers. "tuned" is the
 # issue's setting; "tuned-arena" (= murphyjax.malloc.GLIBC_TUNABLES) adds arena_max=1 and lifts the trim
@@ -48,8 +50,6 @@ def _allocators(spec: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"--allocator: unknown {bad}; use a comma list of "
                                          f"{sorted(ALLOCATORS)}, 'both' or 'all'")
     return names
-SMOLLM2 = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30, num_heads=9,
-               num_kv_heads=3, head_dim=64, rope_theta=100000.0, rms_norm_eps=1e-5)
 
 
 # ---------------------------------------------------------------- workers (one per fresh process)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -138,8 +139,6 @@ def _models_fetch(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     if os.environ.get("MURPHYJAX_TUNE_MALLOC", "1") != "0" and "GLIBC_TUNABLES" not in os.environ:
         # before JAX starts its threads: one malloc arena, large buffers kept between steps
         # (``murphyjax.malloc``; a user's own GLIBC_TUNABLES, or MURPHYJAX_TUNE_MALLOC=0, opts out)
