@@ -280,9 +280,8 @@ def main(argv=None):
         return 0
     if not a.torch_python:
         p.error("--torch-python (or $MURPHYJAX_TORCH_PYTHON) is required: the PyTorch side runs there")
-    allocators = a.allocator
     rows, peaks, matmuls = [], [], []
-    for alloc in allocators:
+    for alloc in a.allocator:
         for part in a.parts.split(","):
             if part == "matmul":  # GFLOP/s of the step's products on their exact shapes, per framework
                 rates = {fw: _run_worker(f"matmul-{fw}", a, alloc)["gflops"] for fw in ("jax", "torch")}

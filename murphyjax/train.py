@@ -102,7 +102,7 @@ def _nll_sums(logprobs, target_mask):
 
 
 def _loss_sums(params, graphdef, batch, scale):
-    """(scale * nll_sum, (nll_sum, n_tokens)) of one micro-batch."""
+    """(scale * nll_sum, nll_sum) of one micro-batch."""
     model = nnx.merge(graphdef, params)
     ids, mask = batch["input_ids"], batch["attention_mask"]
     with jax.named_scope("forward"):
@@ -110,8 +110,8 @@ def _loss_sums(params, graphdef, batch, scale):
         # the output projection only at the S - 1 positions that predict a token (no (B, S, V) logits
         # to slice), on 2-D rows (``hidden_logprobs``)
         lp = hidden_logprobs(model, h[:, :-1], ids[:, 1:])
-    nll, n = _nll_sums(lp, batch["loss_mask"][:, 1:])
-    return scale * nll, (nll, n)
+    nll, _ = _nll_sums(lp, batch["loss_mask"][:, 1:])
+    return scale * nll, nll
 
 
 def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTransformation):
@@ -122,19 +122,18 @@ def train_step(state: TrainState, batch: dict, *, graphdef, tx: optax.GradientTr
     so the 1 / count factor is applied inside the loss (no extra pass over the gradients).
     Arrays in ``batch``: input_ids, attention_mask, loss_mask (A, b, S).
     """
-    n_total = jnp.sum(batch["loss_mask"][:, :, 1:].astype(jnp.float32))
-    scale = 1.0 / jnp.maximum(n_total, 1.0)
+    n = jnp.sum(batch["loss_mask"][:, :, 1:].astype(jnp.float32))
+    scale = 1.0 / jnp.maximum(n, 1.0)
     grad_fn = jax.value_and_grad(_loss_sums, has_aux=True)
     if batch["input_ids"].shape[0] == 1:
-        (_, (nll, n)), grads = grad_fn(state.params, graphdef, jax.tree.map(lambda x: x[0], batch), scale)
+        (_, nll), grads = grad_fn(state.params, graphdef, jax.tree.map(lambda x: x[0], batch), scale)
     else:
         def micro(carry, mb):
-            (_, (nll, n)), g = grad_fn(state.params, graphdef, mb, scale)
-            return jax.tree.map(jnp.add, carry, ((nll, n), g)), None
+            (_, nll), g = grad_fn(state.params, graphdef, mb, scale)
+            return jax.tree.map(jnp.add, carry, (nll, g)), None
 
-        zeros = ((jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)),
-                 jax.tree.map(jnp.zeros_like, state.params))
-        ((nll, n), grads), _ = jax.lax.scan(micro, zeros, batch)
+        zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
+        (nll, grads), _ = jax.lax.scan(micro, zeros, batch)
     with jax.named_scope("optimizer"):
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
