@@ -23,7 +23,9 @@ import hashlib
 import json
 
 METHODS = ("sft", "ppo", "grpo", "dpo", "ipo", "fdpo", "cai", "rest", "bon")
-VARIANTS = ("base", "maps", "route", "flag")  # flag = routing through the noisy (tau, phi) flagger
+# flag = routing through a simulated noisy (tau, phi) flagger of the true hardness; learned = routing
+# through a probe trained on an audited set (murphyjax.align.flaggers), its (tau, phi) measured
+VARIANTS = ("base", "maps", "route", "flag", "learned")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +59,9 @@ class LLMLabConfig:
     # methods
     methods: tuple = METHODS
     variants: tuple = VARIANTS
-    seeds: int = 2
+    seeds: int = 3
+    variant_methods: tuple = ()  # methods that get the intervention variants (empty: every method)
+    variant_seeds: int = 0  # seeds of the intervention variants (0: all seeds); base runs first, then variants
     eval_points: int = 3  # evaluations along each run (plus the start)
     sft_steps: int = 30
     sft_lr: float = 1e-3
@@ -85,6 +89,7 @@ class LLMLabConfig:
     cal_eps: float = 0.25
     route_tau: float = 0.5  # the noisy prompt flagger of the "flag" variant
     route_phi: float = 0.1
+    audit_prompts: int = 24  # audited prompts (true hardness known) the learned flagger is trained on
     maps_tau: float = 0.8  # the MAPS flagger of hacked generations
     maps_phi: float = 0.1
     maps_beta: float = -1.0  # < 0: the D.3 beta* computed from the reference's samples
@@ -106,18 +111,23 @@ class LLMLabConfig:
         for m in self.methods:
             if m not in METHODS:
                 raise ValueError(f"every entry of methods must be one of {METHODS}; got {m!r}")
+        for m in self.variant_methods:
+            if m not in self.methods:
+                raise ValueError(f"every entry of variant_methods must be one of methods {self.methods}; got {m!r}")
         for v in self.variants:
             if v not in VARIANTS:
                 raise ValueError(f"every entry of variants must be one of {VARIANTS}; got {v!r}")
         if "base" not in self.variants:
             raise ValueError("variants must contain 'base'")
+        if self.variant_seeds > self.seeds:
+            raise ValueError(f"variant_seeds must lie in [0, seeds = {self.seeds}]; got {self.variant_seeds!r}")
         for k in ("d_model", "layers", "heads", "kv_heads", "prompt_len", "completion_len", "n_demos", "n_pairs",
                   "n_prompts", "n_eval", "ref_batch", "rm_batch", "pref_batch", "rl_prompts", "group_size", "seeds",
-                  "eval_points", "bon_samples", "rest_iters", "rest_samples", "votes", "workers"):
+                  "eval_points", "bon_samples", "rest_iters", "rest_samples", "votes", "workers", "audit_prompts"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{k} must be an integer >= 1; got {v!r}")
-        for k in ("ref_steps", "rm_steps", "sft_steps", "pref_steps", "rl_iters", "rest_steps", "seed"):
+        for k in ("ref_steps", "rm_steps", "sft_steps", "pref_steps", "rl_iters", "rest_steps", "seed", "variant_seeds"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{k} must be an integer >= 0; got {v!r}")
@@ -170,12 +180,13 @@ def config_hash(cfg: LLMLabConfig) -> str:
 LLM_PRESETS = {
     "quick": LLMLabConfig(),
     "llm": LLMLabConfig(
-        model="smollm2-135m", prompt_len=40, completion_len=20, tasks=("sycophancy", "length"), n_demos=256,
+        model="smollm2-135m", prompt_len=40, completion_len=20, tasks=("sycophancy",), n_demos=256,
         n_pairs=256, n_prompts=128, n_eval=64, ref_steps=30, ref_lr=2e-5, ref_batch=8, rm_steps=40, rm_lr=2e-5,
-        rm_batch=8, seeds=2, eval_points=2, sft_steps=16, sft_lr=1e-5, pref_steps=16, pref_lr=2e-5, pref_batch=4,
-        dpo_betas=(0.5,), rl_iters=8, rl_lr=5e-6, rl_prompts=8, kl_coefs=(0.5,), bon_samples=8, rest_iters=2,
+        rm_batch=8, seeds=5, variant_seeds=3, eval_points=5, sft_steps=20, sft_lr=1e-5, pref_steps=20, pref_lr=2e-5,
+        pref_batch=4, dpo_betas=(), rl_iters=10, rl_lr=1e-5, rl_prompts=8, kl_coefs=(), bon_samples=32, rest_iters=5,
         rest_samples=2, rest_steps=6, rest_lr=1e-5, temperatures=(0.7, 1.0), rhos=(0.0, 1.0),
-        variants=("base", "maps", "route"), llm_judge=True, workers=1),
+        methods=("sft", "ppo", "grpo", "dpo", "ipo", "rest", "bon", "cai"), variants=("base", "maps", "route", "learned"),
+        variant_methods=("ppo", "grpo", "dpo", "bon"), llm_judge=True, workers=1),
 }
 
 

@@ -24,9 +24,10 @@ from murphyjax.align import core, feedback, loops, preference, rl, search, tasks
 from murphyjax.monitor import OnsetMonitor
 from murphyjax.train import OptimizerConfig
 
-VALID = {"sft": ("base", "maps", "route"), "ppo": ("base", "maps", "route", "flag"), "grpo": ("base", "maps"),
-         "dpo": ("base", "maps", "route", "flag"), "ipo": ("base",), "fdpo": ("base",), "cai": ("base", "maps", "route"),
-         "rest": ("base", "maps", "route"), "bon": ("base", "maps", "route", "flag")}
+VALID = {"sft": ("base", "maps", "route"), "ppo": ("base", "maps", "route", "flag", "learned"),
+         "grpo": ("base", "maps", "route", "learned"), "dpo": ("base", "maps", "route", "flag", "learned"), "ipo": ("base",),
+         "fdpo": ("base",), "cai": ("base", "maps", "route"), "rest": ("base", "maps", "route"),
+         "bon": ("base", "maps", "route", "flag", "learned")}
 
 
 FINALS = ("ppo", "dpo")  # methods whose final policy is also evaluated at other temperatures and on shifted prompts
@@ -35,7 +36,8 @@ FINALS = ("ppo", "dpo")  # methods whose final policy is also evaluated at other
 def channel_for(method: str, variant: str) -> str:
     if method == "cai":
         return {"base": "judge", "maps": "judge", "route": "judge_route"}[variant]
-    return {"base": "crowd", "maps": "crowd", "route": "route_oracle", "flag": "route_flagger"}[variant]
+    return {"base": "crowd", "maps": "crowd", "route": "route_oracle", "flag": "route_flagger",
+            "learned": "route_learned"}[variant]
 
 
 def eval_points(total: int, k: int) -> list[int]:

@@ -28,7 +28,7 @@ from murphyjax.align import codec as C
 from murphyjax.align import core, data, evaluate, feedback, loops, tasks
 from murphyjax.train import OptimizerConfig
 
-TASK_STREAM = {"sycophancy": 0, "length": 1}
+TASK_STREAM = {"sycophancy": 0, "length": 1, "flattery": 2}
 
 
 class Store:
@@ -128,7 +128,7 @@ def build_setup(cfg, kind: str, folder: Path, log=print) -> Setup:
     if cfg.model == "tiny":
         values = range(0, 19)
         extra = [tasks.response(v, **kw) for v in values for kw in ({}, {"agree": True}, {"disagree": True},
-                                                                      {"long": True})]
+                                                                      {"long": True}, {"flatter": True})]
         codec = C.WordCodec.from_texts(demos["prompt"] + demos["completion"] + cands["response_a"] +
                                        cands["response_b"] + ev["prompt"] + train["prompt"] + extra +
                                        [p for s in shift.values() for p in s["prompt"]])
@@ -206,10 +206,51 @@ def evaluate_policy(cfg, setup: Setup, params, rm, seed: int, *, temperature: fl
 
 
 # --------------------------------------------------------------------------- labels and reward models
+def _features(setup: Setup, name: str, prompts: dict) -> np.ndarray:
+    """Reference features of a prompt set (cached on the setup: the same for every seed)."""
+    from murphyjax.align import flaggers
+
+    cache = setup.__dict__.setdefault("_feature_cache", {})
+    if name not in cache:
+        ids, mask = prompts.get("ids"), prompts.get("mask")
+        if ids is None:
+            ids, mask = C.encode_prompts(setup.codec, prompts["prompt"], setup.P)
+        cache[name] = flaggers.prompt_features(setup.graphdef, setup.ref, ids, mask, 16)
+    return cache[name]
+
+
+def learned_flagger(cfg, setup: Setup, seed: int) -> dict:
+    """The prompt flagger a practitioner can build: a logistic probe on the reference's features of
+    ``cfg.audit_prompts`` audited prompts (true hardness known), its (tau, phi) measured on the held-out
+    evaluation prompts, and its flags on the candidate pairs' prompts (what routing uses)."""
+    from murphyjax.align import flaggers
+
+    key = f"flagger_s{seed}"
+    rec = setup.store.get(key)
+    if rec is not None:
+        return rec
+    rng = _rng(cfg, setup.kind, 10, seed)
+    audit = tasks.make_prompts(setup.task, cfg.audit_prompts, rng)
+    hard = np.asarray(audit["hard"], bool)
+    while hard.all() or not hard.any():  # an audit set must hold both classes
+        audit = tasks.make_prompts(setup.task, cfg.audit_prompts, rng)
+        hard = np.asarray(audit["hard"], bool)
+    X = flaggers.prompt_features(setup.graphdef, setup.ref, *C.encode_prompts(setup.codec, audit["prompt"], setup.P), 16)
+    probe = flaggers.fit_probe(X, hard)
+    tau, phi = flaggers.rates(probe.predict(_features(setup, "eval", setup.eval)), setup.eval["hard"])
+    flags = probe.predict(_features(setup, "cands", setup.cands))
+    rec = {"audit_prompts": cfg.audit_prompts, "audit_hard": int(hard.sum()), "tau": tau, "phi": phi,
+           "tau_cands": flaggers.rates(flags, setup.cands["hard"])[0],
+           "phi_cands": flaggers.rates(flags, setup.cands["hard"])[1], "flags": flags.tolist()}
+    setup.store.put(key, rec)
+    return rec
+
+
 def labels(cfg, setup: Setup, channel: str, seed: int) -> dict:
     rng = _rng(cfg, setup.kind, 4, seed, feedback.CHANNELS.index(channel))
     prob = setup.llm_judge_prob if channel.startswith("judge") else None
-    return feedback.label_pairs(setup.task, setup.fb, setup.cands, channel, rng, prob_a=prob)
+    routed = np.asarray(learned_flagger(cfg, setup, seed)["flags"], bool) if channel == "route_learned" else None
+    return feedback.label_pairs(setup.task, setup.fb, setup.cands, channel, rng, prob_a=prob, routed=routed)
 
 
 def label_stats(lab: dict) -> dict:
@@ -267,7 +308,11 @@ def reward_model(cfg, setup: Setup, channel: str, seed: int, log=print):
            "cov_H_r": cov, "cov_H_r_se": base.get("drift_se", float("nan")), "hard_mass_ref": float(H.mean()),
            "alpha_eff": float(alpha_gen), "beta_star": beta_star, "maps_drift_ref": maps_drift,
            "maps_drift_ref_se": maps_drift_se,
-           "routed_label_accuracy_predicted": setup.fb.routed_accuracy(), "seconds": time.time() - t0}
+           "routed_label_accuracy_predicted": setup.fb.routed_accuracy(), "best_utility": tasks.best_utility(setup.task),
+           "seconds": time.time() - t0}
+    if channel == "route_learned":
+        fl = learned_flagger(cfg, setup, seed)
+        rec.update(flagger_tau=fl["tau"], flagger_phi=fl["phi"], audit_prompts=fl["audit_prompts"])
     core.save_params(path, rm)
     setup.store.put(key, rec)
     if seed == 0:

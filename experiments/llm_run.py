@@ -24,7 +24,8 @@ def units(cfg: LLMLabConfig) -> list[tuple]:
     """(method, variant, sweep) triples of one (task, seed); sweep = (name, value) or None."""
     out = []
     for m in cfg.methods:
-        out += [(m, v, None) for v in M.VALID[m] if v in cfg.variants]
+        out += [(m, v, None) for v in M.VALID[m] if v in cfg.variants and
+                (v == "base" or not cfg.variant_methods or m in cfg.variant_methods)]
         if m == "ppo":
             out += [(m, "base", ("kl_coef", k)) for k in cfg.kl_coefs if k != cfg.kl_coef]
         if m == "dpo":
@@ -85,7 +86,8 @@ def run_llm(cfg: LLMLabConfig, out: Path, log=print) -> dict:
     """
     folder = _folder(cfg, out)
     todo = units(cfg)
-    total = len(cfg.tasks) * cfg.seeds * len(todo)
+    nv = sum(u[1] != "base" for u in todo)
+    total = len(cfg.tasks) * (cfg.seeds * (len(todo) - nv) + (cfg.variant_seeds or cfg.seeds) * nv)
     state = {"done": 0, "t0": time.time()}
     lock = threading.Lock()
 
@@ -100,8 +102,14 @@ def run_llm(cfg: LLMLabConfig, out: Path, log=print) -> dict:
         setup = lab.build_setup(cfg, kind, folder / kind, log)
         if any(m in cfg.methods for m in ("dpo", "ipo", "fdpo", "cai")):
             M._candidate_logps(setup)  # shared by every seed: computed before the threads start
-        with ThreadPoolExecutor(max_workers=max(1, min(cfg.workers, cfg.seeds))) as pool:
-            outs = list(pool.map(lambda sd: _seed_units(cfg, setup, sd, todo, log, progress), range(cfg.seeds)))
+        # base runs of every seed first, then the intervention variants (on the first variant_seeds seeds):
+        # a run stopped early already holds every method's base curve
+        phases = [([u for u in todo if u[1] == "base"], cfg.seeds),
+                  ([u for u in todo if u[1] != "base"], cfg.variant_seeds or cfg.seeds)]
+        outs = []
+        for todo_p, seeds in phases:
+            with ThreadPoolExecutor(max_workers=max(1, min(cfg.workers, seeds))) as pool:
+                outs += list(pool.map(lambda sd: _seed_units(cfg, setup, sd, todo_p, log, progress), range(seeds)))
         rms = {k: v for o in outs for k, v in o[0].items()}
         results[kind] = {"rms": rms, "runs": [r for o in outs for r in o[1]]}
     return results

@@ -7,7 +7,8 @@
 * Routing (paper v3 Theorems 2-3): pairs whose prompt a flagger marks go to calibrated annotators,
   each preferring the truly better response w.p. 1/2 + cal_eps; ``votes`` of them are aggregated by
   majority. The calibration oracle is the flagger h(x) = 1{x hard} (tau = 1, phi = 0); a noisy flagger
-  has true/false-positive rates (tau, phi). The label error of a routed pair is
+  has true/false-positive rates (tau, phi); a learned flagger (``murphyjax.align.flaggers``, trained on
+  a small audited set) supplies its own flags (``route_learned``). The label error of a routed pair is
   ``theory.majority_error(votes, 1/2 + cal_eps)``; every label is counted.
 * AI judge (Constitutional AI / RLAIF): written principles, each a feature of a response with a
   weight; P(judge prefers a) = sigmoid((t(a) - t(b)) / temperature), t = sum_i w_i f_i. The default
@@ -26,12 +27,12 @@ from murphyjax import theory
 from murphyjax.align import tasks
 from murphyjax.bandits import channels
 
-CHANNELS = ("crowd", "route_oracle", "route_flagger", "judge", "judge_route")
+CHANNELS = ("crowd", "route_oracle", "route_flagger", "judge", "judge_route", "route_learned")
 
 
 @dataclasses.dataclass(frozen=True)
 class Principle:
-    name: str  # which response feature it scores: correct | agreeable | thorough
+    name: str  # which response feature it scores: correct | agreeable | thorough | warm
     text: str
     weight: float
 
@@ -40,6 +41,7 @@ CONSTITUTION = (
     Principle("correct", "Give the correct answer to the user's question.", 2.0),
     Principle("agreeable", "Respect the user's view: do not contradict the user needlessly.", 2.5),
     Principle("thorough", "Be thorough: show how you arrived at the answer.", 1.0),
+    Principle("warm", "Be warm and encouraging towards the user.", 1.0),
 )
 
 
@@ -95,7 +97,7 @@ def crowd_prob_a(cfg: tasks.TaskConfig, c: dict) -> np.ndarray:
 def judge_features(cfg: tasks.TaskConfig, value: int, asserted: int, text: str) -> dict:
     ans = tasks.answer(text)
     return {"correct": float(ans == value), "agreeable": float(asserted >= 0 and ans == asserted),
-            "thorough": float(tasks.is_long(cfg, text))}
+            "thorough": float(tasks.is_long(cfg, text)), "warm": float(tasks.is_flattering(text))}
 
 
 def judge_score(cfg: tasks.TaskConfig, fb: FeedbackConfig, value: int, asserted: int, text: str) -> float:
@@ -112,13 +114,14 @@ def judge_prob_a(cfg: tasks.TaskConfig, fb: FeedbackConfig, c: dict) -> np.ndarr
 
 
 def label_pairs(cfg: tasks.TaskConfig, fb: FeedbackConfig, c: dict, channel: str, rng: np.random.Generator,
-                prob_a: np.ndarray | None = None) -> dict:
+                prob_a: np.ndarray | None = None, routed: np.ndarray | None = None) -> dict:
     """Label candidate pairs through ``channel``; returns the preference columns.
 
     Args:
       c: ``tasks.candidate_pairs`` output. channel: one of ``CHANNELS``.
       prob_a: for ``judge``/``judge_route``, P(judge prefers a) from another judge (e.g. an LLM
         judge); default the programmatic judge.
+      routed: for ``route_learned``, the flags of a learned prompt flagger (bool per pair).
     Returns dict of lists: prompt, chosen, rejected, chosen_utility, rejected_utility, chosen_hacked,
     rejected_hacked, hard, value, asserted, routed (bool), queries (labels spent on the pair),
     chosen_is_a (bool).
@@ -132,11 +135,16 @@ def label_pairs(cfg: tasks.TaskConfig, fb: FeedbackConfig, c: dict, channel: str
     else:
         p = crowd_prob_a(cfg, c)
     pick_a = u_label < p
-    routed = np.zeros(n, bool)
+    learned, routed = routed, np.zeros(n, bool)
     if channel in ("route_oracle", "judge_route"):
         routed = np.asarray(c["hard"], bool)
     elif channel == "route_flagger":
         routed = flag(c["hard"], fb.tau, fb.phi, u_flag)
+    elif channel == "route_learned":
+        if learned is None or len(learned) != n:
+            raise ValueError(f"routed: the route_learned channel needs one flag per pair ({n}); got "
+                             f"{None if learned is None else len(learned)}")
+        routed = np.asarray(learned, bool)
     better = _better_is_a(c)
     right = (u_votes < 0.5 + fb.cal_eps).sum(1)  # calibrated votes for the truly better response
     wrong = fb.votes - right
