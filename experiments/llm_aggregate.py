@@ -3,10 +3,13 @@
 Normalisation (Gao et al. 2022): proxy and true utility are centred at the reference policy and
 divided by their standard deviation over the reference's samples, per (task, channel, seed):
   proxy_n = (E r - E_ref r) / sd_ref(r),  true_n = (E U - E_ref U) / sd_ref(U),  gap = proxy_n - true_n,
-so every method starts at gap 0 and the gap is in reference standard deviations. The common pressure
-axis is d = sqrt(KL(pi || pi_ref)) (exact KL along the samples; best-of-n: exact KL of the best-of-n
-law on the empirical sample law). Slopes and intercepts are least-squares fits gap = a + b d per
-seed; medians and 90 % intervals over seeds (``bandits.diagnostics.quantile_summary``).
+so every method starts at gap 0 and the gap is in reference standard deviations. Beside it, the
+paper's gap G(pi) = U(pi+) - U(pi) in the task's utility units, U(pi+) the exact utility of the best
+policy (``tasks.best_utility``): it is not 0 at the reference, so an intervention's change of
+intercept is measurable. The common pressure axis is d = sqrt(KL(pi || pi_ref)) (exact KL along the
+samples; best-of-n: exact KL of the best-of-n law on the empirical sample law). Per seed, G = a + b d
+by least squares; across seeds, means with 90 % bootstrap intervals and one-sided tests
+(``llm_stats``). Curves over seeds are drawn as medians with the range over seeds.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import math
 import numpy as np
 
 from murphyjax import theory
+from murphyjax.align import tasks
 from murphyjax.bandits.diagnostics import quantile_summary
+from murphyjax.experiments import llm_stats as S
 
-QUANTS = ("proxy", "true", "hacked", "proxy_n", "true_n", "gap", "d", "kl_exact", "kl_k1", "kl_k3", "drift")
+QUANTS = ("proxy", "true", "hacked", "proxy_n", "true_n", "gap", "G", "d", "kl_exact", "kl_k1", "kl_k3", "drift")
 LABEL = {"sft": "SFT", "ppo": "RLHF (PPO, KL in reward)", "grpo": "RLHF (group-relative, KL in loss)", "dpo": "DPO",
          "ipo": "IPO", "fdpo": "f-DPO (JS)", "cai": "Constitutional AI / RLAIF", "rest": "ReST", "bon": "best-of-n"}
 
@@ -34,6 +39,7 @@ def points(results: dict) -> list[dict]:
         for rec in res["runs"]:
             rm = res["rms"][f"{rec['channel']}_s{rec['seed']}"]
             ref, ps, ts = rm["ref"], rm["ref_proxy_sd"], rm["ref_true_sd"]
+            best = rm.get("best_utility", tasks.best_utility(tasks.TaskConfig(kind=task)))
             sweep = rec["sweep"]
             tag = "" if not (sweep.get("kl_coef") is not None or sweep.get("beta") is not None) else \
                 (f"kl_coef={sweep['kl_coef']:g}" if sweep.get("kl_coef") is not None else f"beta={sweep['beta']:g}")
@@ -48,6 +54,7 @@ def points(results: dict) -> list[dict]:
                 r["proxy_n"] = (r["proxy"] - ref["proxy"]) / ps if ps > 0 else float("nan")
                 r["true_n"] = (r["true"] - ref["true"]) / ts if ts > 0 else float("nan")
                 r["gap"] = r["proxy_n"] - r["true_n"]
+                r["G"] = best - r["true"]
                 rows.append(r)
     return rows
 
@@ -75,53 +82,85 @@ def curves(rows) -> list[dict]:
     return out
 
 
-def _fit_line(x, y):
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 2 or np.ptp(x[ok]) == 0:
-        return float("nan"), float("nan")
-    b, a = np.polyfit(x[ok], y[ok], 1)
-    return float(a), float(b)
+def seed_summaries(rows) -> dict:
+    """{(task, method, variant): {seed: llm_stats.seed_summary}} over the runs without a sweep setting."""
+    out = {}
+    for (task, method, variant, seed), grp in _groups([r for r in rows if not r["sweep"]],
+                                                      ("task", "method", "variant", "seed")).items():
+        out.setdefault((task, method, variant), {})[seed] = S.seed_summary(grp)
+    return out
 
 
-def method_table(rows, cv, rms_queries: dict) -> list[dict]:
-    """Per (task, method, variant): gap slope/intercept vs d (median [q05, q95] over seeds), peak true utility
-    and where, final quantities, and the labels spent on the feedback."""
+def method_table(rows, rms_queries: dict) -> list[dict]:
+    """Per (task, method, variant): the slope and intercept of G = a + b d, the peak true utility and where
+    (d), the final true utility and G, each a mean over seeds with its 90 % bootstrap interval (lo, hi),
+    the one-sided p-value of "G grows with pressure" (p_grows) and its verdict (grows)."""
     out = []
-    base = [r for r in rows if not r["sweep"]]
-    for (task, method, variant), grp in sorted(_groups(base, ("task", "method", "variant")).items()):
-        fits = [_fit_line([g["d"] for g in s], [g["gap"] for g in s]) for s in _groups(grp, ("seed",)).values()]
-        a = np.asarray([f[0] for f in fits]), np.asarray([f[1] for f in fits])
-        c = [r for r in cv if (r["task"], r["method"], r["variant"], r["sweep"]) == (task, method, variant, "")]
-        i = int(np.nanargmax([r["true"] for r in c]))
-        row = {"task": task, "method": method, "label": LABEL[method], "variant": variant, "seeds": len(fits),
-               "pressure_name": c[-1]["pressure_name"]}
-        for name, v in (("intercept", a[0]), ("slope", a[1])):
-            med, lo, hi = quantile_summary(v[np.isfinite(v)]) if np.isfinite(v).any() else (np.nan,) * 3
-            row[name], row[name + "_q05"], row[name + "_q95"] = float(med), float(lo), float(hi)
-        row.update(peak_true=c[i]["true"], peak_at=c[i]["pressure"], peak_d=c[i]["d"], start_true=c[0]["true"],
-                   final_true=c[-1]["true"], final_proxy_n=c[-1]["proxy_n"], final_gap=c[-1]["gap"],
-                   final_gap_q05=c[-1]["gap_q05"], final_gap_q95=c[-1]["gap_q95"], start_hacked=c[0]["hacked"],
-                   final_hacked=c[-1]["hacked"], final_d=c[-1]["d"],
-                   labels=rms_queries.get((task, grp[0]["seed"], method, variant), float("nan")))
+    for (task, method, variant), per in sorted(seed_summaries(rows).items()):
+        st = S.summarise(list(per.values()))
+        pname = next(r["pressure_name"] for r in rows if (r["task"], r["method"], r["variant"]) == (task, method, variant))
+        out.append({"task": task, "method": method, "label": LABEL[method], "variant": variant, "pressure_name": pname,
+                    **st, "labels": rms_queries.get((task, min(per), method, variant), float("nan"))})
+    return out
+
+
+def intervention_table(rows) -> list[dict]:
+    """Each intervention against the base run of the same method on the same seeds: change of slope, of
+    intercept, of G at matched KL and of the final G (variant minus base; mean, 90 % interval, one-sided
+    p of a decrease, verdict), and whether G still grows with pressure under the intervention."""
+    per = seed_summaries(rows)
+    curves_by = _groups([r for r in rows if not r["sweep"]], ("task", "method", "variant", "seed"))
+    out = []
+    for (task, method, variant), v in sorted(per.items()):
+        if variant == "base" or (task, method, "base") not in per:
+            continue
+        b = per[(task, method, "base")]
+        row = {"task": task, "method": method, "variant": variant}
+        for key in ("slope", "intercept", "final_G"):
+            e = S.paired_effect(b, v, key)
+            row.update({f"{key}_diff": e["diff"], f"{key}_lo": e["lo"], f"{key}_hi": e["hi"],
+                        f"{key}_p_lower": e["p_lower"], f"{key}_lowers": e["lowers"]})
+            row["seeds"] = e["seeds"]
+        matched = {s: S.matched_G(curves_by[(task, method, "base", s)], curves_by[(task, method, variant, s)])
+                   for s in sorted(set(b) & set(v))}
+        e = S.paired_effect({s: {"G": m[0]} for s, m in matched.items()}, {s: {"G": m[1]} for s, m in matched.items()}, "G")
+        row.update(matched_G_diff=e["diff"], matched_G_lo=e["lo"], matched_G_hi=e["hi"], matched_G_p_lower=e["p_lower"],
+                   matched_G_lowers=e["lowers"])
+        st = S.summarise(list(v.values()))
+        row.update(still_grows=st["grows"], p_grows=st["p_grows"])
         out.append(row)
     return out
 
 
-def gao_fits(rows) -> list[dict]:
-    """Gao et al. forms fitted to the true-utility gain vs d (pooled seeds): bon for best-of-n, rl otherwise."""
+def gao_fits(rows, resamples: int = 400) -> list[dict]:
+    """Gao et al. forms fitted to the true-utility gain vs d (pooled seeds): bon for best-of-n, rl otherwise;
+    90 % intervals of (a, b) by resampling seeds; the fitted peak is reported only inside the measured
+    range of d (``peak_in_data``)."""
     out = []
     base = [r for r in rows if not r["sweep"] and r["variant"] == "base"]
     for (task, method), grp in sorted(_groups(base, ("task", "method")).items()):
-        d = np.asarray([g["d"] for g in grp], float)
-        y = np.asarray([g["true_n"] for g in grp], float)
-        ok = np.isfinite(d) & np.isfinite(y)
-        if ok.sum() < 3:
+        by_seed = list(_groups(grp, ("seed",)).values())
+
+        def fit(groups):
+            d = np.asarray([g["d"] for s in groups for g in s], float)
+            y = np.asarray([g["true_n"] for s in groups for g in s], float)
+            ok = np.isfinite(d) & np.isfinite(y)
+            return theory.fit_gao(d[ok], y[ok], "bon" if method == "bon" else "rl") if ok.sum() >= 3 else None
+        f = fit(by_seed)
+        if f is None:
             continue
-        form = "bon" if method == "bon" else "rl"
-        f = theory.fit_gao(d[ok], y[ok], form)
-        out.append({"task": task, "method": method, "form": form, "a": f["a"], "b": f["b"], "r2": f["r2"],
-                    "peak_d_fit": f["peak"]["d"], "peak_value_fit": f["peak"]["value"], "points": int(ok.sum())})
+        rng = np.random.default_rng(0)
+        boot = [fit([by_seed[i] for i in rng.integers(0, len(by_seed), len(by_seed))]) for _ in range(resamples)] \
+            if len(by_seed) >= 2 else []
+        ab = np.asarray([(g["a"], g["b"]) for g in boot if g is not None]).reshape(-1, 2)
+        q = lambda k: (float(np.quantile(ab[:, k], 0.05)), float(np.quantile(ab[:, k], 0.95))) if len(ab) else (np.nan,) * 2  # noqa: E731
+        dmax = float(np.nanmax([g["d"] for g in grp]))
+        pd = f["peak"]["d"]
+        inside = bool(np.isfinite(pd) and pd <= dmax)
+        out.append({"task": task, "method": method, "form": "bon" if method == "bon" else "rl", "a": f["a"],
+                    "a_lo": q(0)[0], "a_hi": q(0)[1], "b": f["b"], "b_lo": q(1)[0], "b_hi": q(1)[1], "r2": f["r2"],
+                    "peak_d_fit": pd if inside else float("nan"), "peak_value_fit": f["peak"]["value"] if inside else float("nan"),
+                    "peak_in_data": inside, "d_max": dmax, "points": sum(len(s) for s in by_seed), "seeds": len(by_seed)})
     return out
 
 

@@ -30,7 +30,8 @@ VALID = {"sft": ("base", "maps", "route"), "ppo": ("base", "maps", "route", "fla
          "bon": ("base", "maps", "route", "flag", "learned")}
 
 
-FINALS = ("ppo", "dpo")  # methods whose final policy is also evaluated at other temperatures and on shifted prompts
+SHIFT_FINALS = ("sft", "ppo", "grpo", "dpo", "ipo", "fdpo", "cai", "rest")  # final policy also on shifted prompts
+TEMPERATURE_FINALS = ("ppo", "dpo")  # ... and at other sampling temperatures
 
 
 def channel_for(method: str, variant: str) -> str:
@@ -101,9 +102,10 @@ def _curve(ctx: Ctx, hist: list[dict]) -> list[dict]:
 
 def _finals(ctx: Ctx, params) -> dict:
     """The final policy at other sampling temperatures and on shifted prompts (base variant only)."""
-    if ctx.variant != "base" or ctx.kl_coef is not None or ctx.beta is not None or ctx.method not in FINALS:
+    if ctx.variant != "base" or ctx.kl_coef is not None or ctx.beta is not None or ctx.method not in SHIFT_FINALS:
         return {}
-    temps = {str(T): ctx.ev(params, temperature=T) for T in ctx.cfg.temperatures if T != 1.0}
+    temps = {str(T): ctx.ev(params, temperature=T) for T in ctx.cfg.temperatures if T != 1.0} \
+        if ctx.method in TEMPERATURE_FINALS else {}
     shift = {str(r): ctx.ev(params, prompts=p) for r, p in ctx.setup.shift.items()}
     return {"temperature": temps, "shift": shift}
 
