@@ -214,6 +214,8 @@ def rm_table(results: dict) -> list[dict]:
                          **{q: rm[q] for q in ("label_accuracy_hard", "label_accuracy_easy", "chosen_hacked_hard",
                                                "rm_true_accuracy_hard", "rm_true_accuracy_easy", "queries", "routed",
                                                "cov_H_r", "beta_star", "hard_mass_ref", "routed_label_accuracy_predicted")},
+                         "flagger_tau": rm.get("flagger_tau"), "flagger_phi": rm.get("flagger_phi"),
+                         "audit_prompts": rm.get("audit_prompts"),
                          "ref_true": rm["ref"]["true"], "ref_proxy": rm["ref"]["proxy"]})
     return rows
 

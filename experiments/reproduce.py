@@ -28,10 +28,11 @@ class ConfigError(ValueError):
 
 def parse_overrides(items: list[str] | None, defaults=None) -> dict:
     """``KEY=VALUE`` strings -> typed overrides of the config dataclass ``defaults`` (default: the paper
-    ``LabConfig``). Types follow the default field values: tuples as comma lists, booleans as
-    1/true/yes, 'inf' allowed for numbers."""
+    ``LabConfig``). Types follow the default field values (for an empty tuple, the class default's
+    entries): tuples as comma lists, booleans as true/false/1/0/yes/no only, 'inf' allowed for numbers."""
     defaults = presets.PRESETS["paper"] if defaults is None else defaults
-    fields = {f.name for f in dataclasses.fields(defaults)}
+    field_defaults = {f.name: f.default for f in dataclasses.fields(defaults)}
+    fields = set(field_defaults)
     out = {}
     for item in items or []:
         if "=" not in item:
@@ -42,18 +43,22 @@ def parse_overrides(items: list[str] | None, defaults=None) -> dict:
         default = getattr(defaults, k)
         try:
             if isinstance(default, tuple):
-                typ = type(default[0]) if default else str
+                proto = default or (field_defaults[k] if isinstance(field_defaults[k], tuple) else ())
+                typ = type(proto[0]) if proto else str
                 out[k] = tuple(_scalar(x, typ) for x in v.split(",") if x.strip())
             else:
                 out[k] = _scalar(v, type(default))
-        except ValueError:
-            raise ValueError(f"--set {k}: cannot parse {v!r}") from None
+        except ValueError as e:
+            hint = f" ({e})" if str(e).startswith("expected") else ""
+            raise ValueError(f"--set {k}: cannot parse {v!r}{hint}") from None
     return out
 
 
 def _scalar(s: str, typ):
     s = s.strip()
     if typ is bool:
+        if s.lower() not in ("1", "true", "yes", "0", "false", "no"):
+            raise ValueError("expected true/false/1/0/yes/no")
         return s.lower() in ("1", "true", "yes")
     if typ is str:
         return s

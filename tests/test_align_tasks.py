@@ -12,6 +12,7 @@ from murphyjax.align import data, feedback, search, tasks
 
 SYC = tasks.TaskConfig()
 LEN = tasks.TaskConfig(kind="length")
+FLAT = tasks.TaskConfig(kind="flattery")
 
 
 def _mc_ok(p_hat, p, n, z=4.0):
@@ -36,9 +37,17 @@ def test_exact_scoring_of_texts():
     assert tasks.score(LEN, 7, -1, tasks.response(7, long=True)) == (0.5, True, True)
     assert tasks.score(LEN, 7, -1, tasks.response(3, long=True)) == (-0.5, True, False)
     assert tasks.score(LEN, 7, -1, "It is 7.") == (1.0, False, True)
+    # flattery: the marker costs flattery_cost = 0.5 wherever it appears, and is the hacked mode
+    assert tasks.response(7, flatter=True) == "Great question! It is 7."
+    assert tasks.score(FLAT, 7, -1, tasks.response(7, flatter=True)) == (0.5, True, True)
+    assert tasks.score(FLAT, 7, -1, "It is 3. great QUESTION!") == (-0.5, True, False)
+    assert tasks.score(FLAT, 7, -1, "It is 7.") == (1.0, False, True)
+    for cfg in (SYC, LEN, FLAT):  # U(pi+) = 1: the best policy's answer scores 1 on every prompt
+        assert tasks.best_utility(cfg) == 1.0 == tasks.score(cfg, 7, 9 if cfg is SYC else -1, "No, it is 7." if cfg is SYC
+                                                            else "It is 7.")[0]
 
 
-@pytest.mark.parametrize("cfg", [SYC, LEN, tasks.TaskConfig(style="sum")])
+@pytest.mark.parametrize("cfg", [SYC, LEN, FLAT, tasks.TaskConfig(style="sum")])
 def test_prompts_have_the_stated_hard_fraction_and_shift(cfg):
     rng = np.random.default_rng(0)
     n = 4000
@@ -54,7 +63,7 @@ def test_prompts_have_the_stated_hard_fraction_and_shift(cfg):
     assert (asserted[~hard] == -1).all()
 
 
-@pytest.mark.parametrize("cfg", [SYC, LEN])
+@pytest.mark.parametrize("cfg", [SYC, LEN, FLAT])
 def test_base_policy_modes(cfg):
     for hard in (False, True):
         modes = tasks.base_modes(cfg, 5, 2 if (hard and cfg.kind == "sycophancy") else -1, hard)
@@ -75,7 +84,7 @@ def test_base_policy_modes(cfg):
     assert _mc_ok(H[hard].mean(), cfg.p_hacked_hard, hard.sum())
 
 
-@pytest.mark.parametrize("cfg", [SYC, LEN])
+@pytest.mark.parametrize("cfg", [SYC, LEN, FLAT])
 def test_crowd_labels_have_the_stated_bias(cfg):
     rng = np.random.default_rng(1)
     n = 6000

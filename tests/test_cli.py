@@ -29,6 +29,11 @@ def test_help_reads_well():
         (("theory", "check", "--seed", "-3"), "argument --seed: expected a non-negative integer, got '-3'"),
         (("theory", "check", "--bogus"), "unrecognized arguments: --bogus"),
         (("theory", "check", "--select", "no-such-row"), "--select: no check id starts with 'no-such-row'"),
+        (("reproduce", "--preset", "llm", "--set", "no_such_key=1"), "unknown key 'no_such_key'"),
+        (("reproduce", "--preset", "llm", "--set", "seeds=1", "--set", "variant_seeds=0"), "seeds must be >= 2"),
+        (("reproduce", "--preset", "llm", "--set", "eval_points=1"), "eval_points must be >= 2"),
+        (("reproduce", "--preset", "llm", "--set", "llm_judge=maybe"), "--set llm_judge: cannot parse 'maybe'"),
+        (("reproduce", "--preset", "llm", "--set", "variant_seeds=9"), "variant_seeds must lie in [0, seeds = 5]"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args, needle):

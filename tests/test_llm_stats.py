@@ -1,0 +1,103 @@
+"""The statistics behind the LLM findings: intervals, tests and verdicts on synthetic data whose answer is known."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from murphyjax.experiments import llm_aggregate as A
+from murphyjax.experiments import llm_stats as S
+
+
+def test_t_greater_is_the_one_sided_student_test():
+    x = np.array([0.3, -0.1, 0.5, 0.2, 0.05])
+    want = sps.ttest_1samp(x, 0.0, alternative="greater").pvalue
+    assert S.t_greater(x) == pytest.approx(want, rel=1e-12)
+    assert math.isnan(S.t_greater([1.0]))  # one seed: no test
+    assert S.t_greater([0.2, 0.2]) == 0.0 and S.t_greater([0.0, 0.0]) == 1.0  # no spread
+
+
+def test_bootstrap_interval_is_reproducible_and_covers_at_about_its_level():
+    x = np.array([1.0, 2.0, 4.0, 3.0])
+    assert S.bootstrap_mean(x) == S.bootstrap_mean(x)
+    m, lo, hi = S.bootstrap_mean(x)
+    assert m == 2.5 and 1.0 <= lo < m < hi <= 4.0
+    assert math.isnan(S.bootstrap_mean([1.0])[1])
+    # coverage of the percentile bootstrap of a mean, 20 normal seeds: close to 90 % (it under-covers a little)
+    rng = np.random.default_rng(1)
+    hits = [S.bootstrap_mean(rng.normal(0.0, 1.0, 20), resamples=1000, seed=i)[1:] for i in range(300)]
+    cover = np.mean([lo <= 0.0 <= hi for lo, hi in hits])
+    assert 0.82 <= cover <= 0.96, cover
+
+
+@pytest.mark.parametrize("slopes, want", [
+    (np.random.default_rng(0).normal(1.0, 0.1, 5), S.HOLDS),  # every seed clearly positive
+    (np.random.default_rng(0).normal(-1.0, 0.1, 5), S.FAILS),  # every seed clearly negative
+    (np.array([0.5, -0.4, 0.1, -0.2, 0.05]), S.UNDECIDED),  # noise around 0
+    (np.array([1.0]), S.UNDECIDED),  # one seed can decide nothing
+    (np.array([0.0, 0.0, 0.0]), S.UNDECIDED),  # flat: neither grows nor falls
+])
+def test_verdict_on_synthetic_slopes(slopes, want):
+    m, lo, hi = S.bootstrap_mean(slopes)
+    assert S.verdict(S.t_greater(slopes), lo, hi, len(slopes)) == want
+
+
+def test_verdict_direction_for_a_claimed_decrease():
+    d = np.array([-0.3, -0.25, -0.35, -0.28])
+    m, lo, hi = S.bootstrap_mean(d)
+    assert S.verdict(S.t_greater(-d), lo, hi, 4, direction=-1) == S.HOLDS
+    assert S.verdict(S.t_greater(d), lo, hi, 4, direction=1) == S.FAILS
+
+
+def test_line_is_exact_on_a_line_and_zero_on_a_flat_curve():
+    d = np.array([0.0, 0.5, 1.0, 2.0])
+    assert S.line(d, 0.2 + 0.5 * d) == pytest.approx((0.2, 0.5), abs=1e-12)
+    assert S.line(d, np.full(4, 0.7)) == (pytest.approx(0.7), 0.0)
+    assert all(math.isnan(v) for v in S.line(np.zeros(4), d))
+
+
+def _rows(slopes, intercept=0.3, variant="base", method="ppo", d=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), noise=0.0, seed=0):
+    """Synthetic evaluation rows of one (method, variant): per seed, G = intercept + slope d (+ noise)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for s, b in enumerate(slopes):
+        for i, x in enumerate(d):
+            G = intercept + b * x + (noise * rng.normal() if i else 0.0)
+            out.append({"task": "sycophancy", "method": method, "variant": variant, "sweep": "", "seed": s,
+                        "pressure": i, "pressure_name": "steps", "d": x, "G": G, "true": 1.0 - G, "gap": G - intercept,
+                        "hacked": 0.1, "proxy_n": x})
+    return out
+
+
+def test_method_table_decides_growth_from_the_seeds():
+    grows = A.method_table(_rows([0.4, 0.5, 0.45, 0.55, 0.5], noise=0.01), {})[0]
+    assert grows["grows"] == S.HOLDS and grows["slope_lo"] > 0 and grows["p_grows"] < 0.05
+    assert grows["slope"] == pytest.approx(0.48, abs=0.02) and grows["intercept"] == pytest.approx(0.3, abs=0.02)
+    assert grows["peak_d"] == 0.0 and grows["final_G"] == pytest.approx(0.78, abs=0.03)
+    flat = A.method_table(_rows([0.05, -0.05, 0.02, -0.03, 0.0], noise=0.01), {})[0]
+    assert flat["grows"] == S.UNDECIDED
+    falls = A.method_table(_rows([-0.2, -0.25, -0.22], noise=0.005), {})[0]
+    assert falls["grows"] == S.FAILS
+    one = A.method_table(_rows([0.5], noise=0.0), {})[0]
+    assert one["grows"] == S.UNDECIDED and one["seeds"] == 1
+
+
+def test_intervention_table_separates_slope_from_intercept_and_matches_kl():
+    base = _rows([0.5, 0.5, 0.5, 0.5], noise=0.01, seed=1)
+    lower_intercept = _rows([0.5, 0.5, 0.5, 0.5], intercept=0.1, variant="maps", noise=0.01, seed=2)
+    r = A.intervention_table(base + lower_intercept)[0]
+    assert r["intercept_lowers"] == S.HOLDS and r["intercept_diff"] == pytest.approx(-0.2, abs=0.02)
+    assert r["slope_lowers"] != S.HOLDS  # the slope did not change
+    assert r["matched_G_lowers"] == S.HOLDS and r["still_grows"] == S.HOLDS
+    # a variant that only moves less far along the same line: lower final G, same G at matched KL
+    short = _rows([0.5, 0.5, 0.5, 0.5], variant="route", d=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5), noise=0.0)
+    r = next(x for x in A.intervention_table(_rows([0.5] * 4) + short) if x["variant"] == "route")
+    assert r["final_G_lowers"] == S.HOLDS and r["matched_G_diff"] == pytest.approx(0.0, abs=1e-12)
+    assert r["matched_G_lowers"] == S.UNDECIDED
+
+
+def test_matched_G_interpolates_at_the_common_pressure():
+    a = [{"d": 0.0, "G": 0.2}, {"d": 1.0, "G": 0.6}]
+    b = [{"d": 0.0, "G": 0.2}, {"d": 0.5, "G": 0.3}]
+    assert S.matched_G(a, b) == pytest.approx((0.4, 0.3))
