@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -248,14 +250,24 @@ def fig_G(cv, task, methods, path):
 
 
 def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=print, cfg: LLMLabConfig | None = None,
-            heading: str = "h2"):
-    """Run (or resume) the LLM experiments and return (report blocks, {csv name: rows})."""
+            heading: str = "h2", finished_only: bool = False):
+    """Run (or resume) the LLM experiments and return (report blocks, {csv name: rows}).
+
+    ``finished_only``: report the units already finished in ``out`` without computing anything (a run in
+    progress); the report says how many of the planned units it holds.
+    """
     from murphyjax.align import data
-    from murphyjax.experiments.llm_run import run_llm
+    from murphyjax.experiments.llm_run import collect_llm, run_llm
 
     if cfg is None:
         cfg = llm_preset(preset, **({} if seed is None else {"seed": seed}))
-    res = run_llm(cfg, Path(out), log)
+    progress = None
+    if finished_only:
+        res, progress = collect_llm(cfg, Path(out))
+        if not res:
+            raise ValueError(f"{out}: no finished LLM runs to report yet")
+    else:
+        res = run_llm(cfg, Path(out), log)
     rows = A.points(res)
     cv = A.curves(rows)
     mt = A.method_table(rows, A.queries(res))
@@ -276,8 +288,12 @@ def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=pr
     else:
         model, note = "SmolLM2-135M-Instruct", "Policy, reward models and the Constitutional-AI judge are SmolLM2-135M-Instruct."
     B = [(h2, f"LLM policies: does the gap grow with optimisation pressure? ({model})"),
-         ("p", note),
-         ("p", f"Preset '{preset}'. Tasks {list(cfg.tasks)}: a fraction alpha={cfg.alpha} of prompts is hard; there the "
+         ("p", note)]
+    if progress is not None and progress["finished"] < progress["planned"]:
+        B.append(("p", f"**A run in progress**: this report holds the {progress['finished']} of {progress['planned']} planned "
+                       "runs finished so far (base runs of every method first, then the interventions); every number below "
+                       "is computed from those alone, and the run resumes where it stopped."))
+    B += [("p", f"Preset '{preset}'. Tasks {list(cfg.tasks)}: a fraction alpha={cfg.alpha} of prompts is hard; there the "
                f"annotators prefer the hacked response (agreement with the user's wrong claim / the longer answer / the "
                f"flattering opener) with probability 1/2 + eps = {0.5 + cfg.eps}; easy-prompt annotators are right w.p. "
                f"{0.5 + cfg.easy_eps}. The true utility U of every generation is computed exactly from its text; the best "
@@ -411,8 +427,6 @@ def theory_rows(cfg, res, rmt, cv) -> list[dict]:
 
 def cli(args) -> int:
     """``murphyjax reproduce --preset llm``: the LLM experiments on SmolLM2-135M alone, in a run folder."""
-    import json
-
     from murphyjax.experiments import report
     from murphyjax.experiments.reproduce import ConfigError
     from murphyjax.experiments.llm_config import config_hash
@@ -425,25 +439,52 @@ def cli(args) -> int:
         raise ConfigError(str(e)) from None
     from murphyjax.llm.fetch import cached_path
 
-    if not cached_path("smollm2-135m").exists():
+    if not cached_path("smollm2-135m").exists() and not getattr(args, "finished_only", False):
         print(f"murphyjax: error: the llm preset needs SmolLM2-135M at {cached_path('smollm2-135m')}; run "
               "`murphyjax models fetch smollm2-135m` first", file=sys.stderr)
         return 1
     out = args.out or os.path.join("runs", f"llm-{config_hash(cfg)}")
     os.makedirs(out, exist_ok=True)
+    t0 = time.time()
     with open(os.path.join(out, "config.json"), "w") as fh:
         json.dump({"preset": "llm", "hash": config_hash(cfg), "config": cfg.to_json()}, fh, indent=2)
-    blocks, tables = section("llm", out, cfg=cfg, heading="h1")
-    from murphyjax.experiments.reproduce import write_csv
+    finished_only = bool(getattr(args, "finished_only", False))
+    try:
+        blocks, tables = section("llm", out, cfg=cfg, heading="h1", finished_only=finished_only)
+    except ValueError as e:
+        if finished_only:
+            raise ConfigError(str(e)) from None
+        raise
+    from murphyjax.experiments.reproduce import environment, write_csv
 
     for name, rows in tables.items():
         write_csv(os.path.join(out, f"{name}.csv"), rows)
+    write_csv(os.path.join(out, "method_table.csv"), tables["llm_method_table"])
     with open(os.path.join(out, "report.md"), "w") as fh:
         fh.write(report.render_md(blocks))
     with open(os.path.join(out, "report.html"), "w") as fh:
         fh.write(report.render_html(blocks, "murphyjax reproduce --preset llm"))
+    seconds = compute_seconds(Path(out))
+    env = environment({"preset": "llm", "report_seconds": time.time() - t0, "finished_only": finished_only,
+                       "compute_seconds": seconds})
+    with open(os.path.join(out, "environment.json"), "w") as fh:
+        json.dump(env, fh, indent=2)
     print(f"wrote {os.path.join(out, 'report.md')} and report.html")
     return 0
+
+
+def compute_seconds(out: Path) -> dict:
+    """Wall time of the finished units (reference, judge, reward models, runs), summed from their records."""
+    tot = {"reference": 0.0, "llm_judge": 0.0, "reward_models": 0.0, "runs": 0.0}
+    for p in Path(out).glob("llm/*/*.json"):
+        rec = json.loads(p.read_text())
+        name = p.stem
+        part = "reference" if name == "reference" else "llm_judge" if name == "llm_judge" else \
+            "reward_models" if name.startswith("rm_") else "runs" if name.startswith("run_") else None
+        if part and isinstance(rec.get("seconds"), (int, float)):
+            tot[part] += rec["seconds"]
+    tot["total"] = sum(tot.values())
+    return tot
 
 
 def _overrides(items) -> dict:

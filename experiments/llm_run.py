@@ -113,3 +113,32 @@ def run_llm(cfg: LLMLabConfig, out: Path, log=print) -> dict:
         rms = {k: v for o in outs for k, v in o[0].items()}
         results[kind] = {"rms": rms, "runs": [r for o in outs for r in o[1]]}
     return results
+
+
+def collect_llm(cfg: LLMLabConfig, out: Path) -> tuple[dict, dict]:
+    """The finished units of a run folder, without computing or loading any model: (results as ``run_llm``
+    returns them, {"planned": units planned, "finished": runs found}). A run is kept only with the
+    reward-model record of its channel and seed."""
+    folder = Path(out) / "llm"
+    cj = folder / "config.json"
+    if not cj.exists() or json.loads(cj.read_text()).get("hash") != config_hash(cfg):
+        raise ValueError(f"{folder} holds no LLM run of this configuration (hash {config_hash(cfg)})")
+    todo = units(cfg)
+    nv = sum(u[1] != "base" for u in todo)
+    planned = len(cfg.tasks) * (cfg.seeds * (len(todo) - nv) + (cfg.variant_seeds or cfg.seeds) * nv)
+    results, found = {}, 0
+    for kind in cfg.tasks:
+        store = lab.Store(folder / kind)
+        rms, runs = {}, []
+        for seed in range(cfg.seeds):
+            for method, variant, sweep in todo:
+                rec = store.get(run_key(method, variant, sweep, seed))
+                rm = store.get(f"rm_{M.channel_for(method, variant)}_s{seed}")
+                if rec is None or rm is None:
+                    continue
+                rms[f"{rm['channel']}_s{seed}"] = rm
+                runs.append(rec)
+        found += len(runs)
+        if runs:
+            results[kind] = {"rms": rms, "runs": runs}
+    return results, {"planned": planned, "finished": found}

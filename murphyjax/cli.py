@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a config field, e.g. --set seeds=3 --set n_grid=64,128 (repeatable)")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar")
     rp.add_argument("--no-llm", action="store_true", help="quick preset: skip the LLM section")
+    rp.add_argument("--finished-only", action="store_true",
+                    help="llm preset: write the report from the runs already finished in --out, computing nothing "
+                         "(a run in progress; the report says how many of the planned runs it holds)")
     rp.set_defaults(func=_reproduce)
     return p
 

@@ -12,8 +12,8 @@ from murphyjax.llm.model import KVCache, Llama, LlamaConfig, decode, forward, in
 from murphyjax.llm.sampling import (SamplingConfig, Samples, generate_text, left_align, sample,
                                     hidden_logprobs, sequence_logprobs, token_logprobs)
 from murphyjax.llm.tokenizer import tokenizer_from_gguf
-from murphyjax.llm.weights import load_pretrained, save_hf
+from murphyjax.llm.weights import ModelFileError, load_pretrained, save_hf
 
-__all__ = ["KVCache", "Llama", "LlamaConfig", "decode", "forward", "init", "SamplingConfig", "Samples", "generate_text", "left_align",
-           "load_pretrained", "positions_from_mask", "sample", "save_hf", "sequence_logprobs",
-           "token_logprobs", "hidden_logprobs", "tokenizer_from_gguf"]
+__all__ = ["KVCache", "Llama", "LlamaConfig", "ModelFileError", "decode", "forward", "init", "SamplingConfig",
+           "Samples", "generate_text", "left_align", "load_pretrained", "positions_from_mask", "sample", "save_hf",
+           "sequence_logprobs", "token_logprobs", "hidden_logprobs", "tokenizer_from_gguf"]

@@ -8,13 +8,21 @@ then stacked into the model's (L, in, out) layout. GGUF specifics:
 * llama.cpp's converter permutes the rows of W_q and W_k from HF's rotate-half RoPE layout to the
   interleaved-pairs layout, ``w.reshape(n, 2, hd/2, d).swapaxes(1, 2)`` per head; it is undone here with
   ``w.reshape(n, hd/2, 2, d).swapaxes(1, 2)`` (n = query heads for Q, KV heads for K).
+
+Files are untrusted: every length, count, dtype, shape and offset is checked against the file size (and the
+config) before data is read, and a malformed file raises one ``ModelFileError`` naming the file and what is
+wrong. Pickle checkpoints (by name or by content) are refused, never unpickled.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import mmap
 import os
 import struct
+import zipfile
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -30,11 +38,63 @@ _HF_LAYER = {
     "wv": "self_attn.v_proj.weight", "wo": "self_attn.o_proj.weight", "mlp_norm": "post_attention_layernorm.weight",
     "w_gate": "mlp.gate_proj.weight", "w_up": "mlp.up_proj.weight", "w_down": "mlp.down_proj.weight",
 }
+_GGUF_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+               "lm_head.weight": "output.weight"}
 _GGUF_LAYER = {
     "attn_norm": "attn_norm.weight", "wq": "attn_q.weight", "wk": "attn_k.weight", "wv": "attn_v.weight",
     "wo": "attn_output.weight", "mlp_norm": "ffn_norm.weight", "w_gate": "ffn_gate.weight",
     "w_up": "ffn_up.weight", "w_down": "ffn_down.weight",
 }
+_GGUF_BY_HF = {_HF_LAYER[k]: v for k, v in _GGUF_LAYER.items()}
+
+
+def _gguf_name(hf_name: str) -> str:
+    if not hf_name.startswith("model.layers."):
+        return _GGUF_NAMES[hf_name]
+    _, _, i, rest = hf_name.split(".", 3)
+    return f"blk.{i}.{_GGUF_BY_HF[rest]}"
+
+
+class ModelFileError(ValueError):
+    """A model file or folder that cannot be loaded; the message names the file and what is wrong."""
+
+
+_PICKLE = "pickle checkpoints are never loaded: they can run code; convert to safetensors"
+_PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
+
+
+def is_pickle(path: str | os.PathLike) -> bool:
+    """A pickle checkpoint, by name or by content (PROTO opcode, or a torch zip holding ``*.pkl``); never unpickled."""
+    path = Path(path)
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        return True
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return True
+    if head == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as z:
+                return any(n.endswith(".pkl") for n in z.namelist())
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            return False
+    return False
+
+
+def hf_shape(cfg: LlamaConfig, name: str) -> tuple[int, ...]:
+    """The (out, in) shape ``cfg`` needs for the HF-named tensor ``name``."""
+    d, f, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+    q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+    return {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,), "lm_head.weight": (v, d),
+            "input_layernorm.weight": (d,), "post_attention_layernorm.weight": (d,),
+            "self_attn.q_proj.weight": (q, d), "self_attn.k_proj.weight": (kv, d), "self_attn.v_proj.weight": (kv, d),
+            "self_attn.o_proj.weight": (d, q), "mlp.gate_proj.weight": (f, d), "mlp.up_proj.weight": (f, d),
+            "mlp.down_proj.weight": (d, f)}[name.split(".", 3)[3] if name.startswith("model.layers.") else name]
+
+
+def _wrong_shape(where, name: str, shape, needed) -> ModelFileError:
+    return ModelFileError(f"{where}: tensor {name!r} has shape {tuple(shape)}, wrong shape for the config "
+                          f"(needs {needed})")
 
 
 def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -133,19 +193,136 @@ def config_from_gguf(reader, **overrides) -> LlamaConfig:
     arch = _field(reader, "general.architecture")
     if arch != "llama":
         raise ValueError(f"GGUF architecture {arch!r} is not supported (only 'llama')")
-    a = lambda k, d=None: _field(reader, f"llama.{k}", d)  # noqa: E731
-    d, heads = int(a("embedding_length")), int(a("attention.head_count"))
+
+    def a(k, default=None, conv=None):
+        v = _field(reader, f"llama.{k}", default)
+        if conv is None:
+            return v
+        if v is None:
+            raise ValueError(f"missing GGUF key 'llama.{k}'")
+        try:
+            return conv(v)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"GGUF key 'llama.{k}' is not a number: {v!r}") from None
+
+    d, heads = a("embedding_length", conv=int), a("attention.head_count", conv=int)
     if a("rope.scaling.type") not in (None, "none"):
         raise ValueError(f"rope scaling {a('rope.scaling.type')!r} is not supported")
     names = {t.name for t in reader.tensors}
-    emb = next(t for t in reader.tensors if t.name == "token_embd.weight")
+    emb = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
+    if emb is None or len(emb.shape) != 2:
+        raise ValueError("missing tensor 'token_embd.weight'" if emb is None else
+                         f"tensor 'token_embd.weight' has {len(emb.shape)} dimensions, not 2")
     return LlamaConfig(**{**dict(
-        vocab_size=int(emb.shape[1]), hidden_size=d, intermediate_size=int(a("feed_forward_length")),
-        num_layers=int(a("block_count")), num_heads=heads,
-        num_kv_heads=int(a("attention.head_count_kv", heads)),
-        head_dim=int(a("attention.key_length", a("rope.dimension_count", d // heads))),
-        rope_theta=_f32(a("rope.freq_base", 10000.0)), rms_norm_eps=_f32(a("attention.layer_norm_rms_epsilon", 1e-5)),
-        tie_embeddings="output.weight" not in names, max_seq_len=int(a("context_length", 8192))), **overrides})
+        vocab_size=int(emb.shape[1]), hidden_size=d, intermediate_size=a("feed_forward_length", conv=int),
+        num_layers=a("block_count", conv=int), num_heads=heads,
+        num_kv_heads=a("attention.head_count_kv", heads, int),
+        head_dim=a("attention.key_length", a("rope.dimension_count", d // max(heads, 1)), int),
+        rope_theta=a("rope.freq_base", 10000.0, _f32), rms_norm_eps=a("attention.layer_norm_rms_epsilon", 1e-5, _f32),
+        tie_embeddings="output.weight" not in names, max_seq_len=a("context_length", 8192, int)), **overrides})
+
+
+_GGUF_SCALARS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # value type -> bytes
+_GGUF_STRING, _GGUF_ARRAY, _GGUF_UINT32 = 8, 9, 4
+
+
+def check_gguf(path: str | os.PathLike) -> None:
+    """Walk a GGUF header checking every count, length, type and tensor extent against the file size.
+
+    The ``gguf`` reader trusts them (a huge array length makes it loop without end), so it only sees
+    files that pass this. Raises ``ModelFileError``.
+    """
+    from gguf.constants import GGML_QUANT_SIZES
+
+    path = Path(path)
+    size, types = path.stat().st_size, {int(k) for k in GGML_QUANT_SIZES}
+    with open(path, "rb") as f:
+        head = f.read(4)
+        if head != b"GGUF":
+            what = "empty file" if not head else f"starts with {head!r}"
+            raise ModelFileError(f"{path}: {_PICKLE if is_pickle(path) else f'not a GGUF file ({what})'}")
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    pos, order = 4, "<"
+
+    def bad(why):
+        return ModelFileError(f"{path}: corrupt GGUF: {why}")
+
+    def skip(n):
+        nonlocal pos
+        if n > size - pos:
+            raise bad(f"truncated: {n} bytes needed at byte {pos} of {size}")
+        pos += n
+
+    def take(fmt):
+        skip(struct.calcsize(fmt))
+        return struct.unpack_from(order + fmt, buf, pos - struct.calcsize(fmt))[0]
+
+    def string():
+        n = take("Q")
+        skip(n)
+        try:
+            return buf[pos - n:pos].decode("utf-8")
+        except UnicodeDecodeError:
+            raise bad(f"string at byte {pos - n} is not UTF-8") from None
+
+    def value(t, depth=0):
+        if t in _GGUF_SCALARS:
+            skip(_GGUF_SCALARS[t])
+        elif t == _GGUF_STRING:
+            skip(take("Q"))
+        elif t == _GGUF_ARRAY and depth < 4:
+            item, n = take("I"), take("Q")
+            if item in _GGUF_SCALARS:
+                skip(n * _GGUF_SCALARS[item])
+            elif n * 8 > size - pos:  # every string or array item takes at least 8 bytes
+                raise bad(f"array of {n} items at byte {pos} is beyond the file size {size}")
+            else:
+                for _ in range(n):
+                    value(item, depth + 1)
+        else:
+            raise bad(f"unknown value type {t} at byte {pos - 4}")
+
+    try:
+        version = take("I")
+        if version & 0xFFFF == 0:  # written on a big-endian machine
+            order, version = ">", int.from_bytes(version.to_bytes(4, "little"), "big")
+        if version not in (2, 3):
+            raise bad(f"unsupported GGUF version {version}")
+        n_tensors, n_kv = take("Q"), take("Q")
+        if 13 * n_kv + 24 * n_tensors > size - pos:  # the smallest key/value and tensor entries
+            raise bad(f"{n_kv} metadata entries and {n_tensors} tensors do not fit in {size} bytes")
+        keys, alignment = set(), 32
+        for _ in range(n_kv):
+            key, t = string(), take("I")
+            if key in keys:
+                raise bad(f"duplicate key {key!r}")
+            keys.add(key)
+            if key == "general.alignment":
+                alignment = take("I") if t == _GGUF_UINT32 else 0
+                if alignment < 1 or alignment & (alignment - 1):
+                    raise bad("general.alignment is not a power of two (uint32)")
+            else:
+                value(t)
+        tensors = {}
+        for _ in range(n_tensors):
+            name, n_dims = string(), take("I")
+            if name in tensors or n_dims > 4:
+                raise bad(f"tensor {name!r}: " + ("duplicate name" if name in tensors else f"{n_dims} dimensions"))
+            dims = [take("Q") for _ in range(n_dims)]
+            ttype, offset = take("I"), take("Q")
+            if ttype not in types:
+                raise bad(f"tensor {name!r}: unknown tensor type {ttype}")
+            block, nbytes = GGML_QUANT_SIZES[ttype]
+            if dims and dims[0] % block:
+                raise bad(f"tensor {name!r}: row length {dims[0]} is not a multiple of its block size {block}")
+            tensors[name] = (offset, math.prod(dims) * nbytes // block)
+        start = -(-pos // alignment) * alignment
+        for name, (offset, nbytes) in tensors.items():
+            if start + offset + nbytes > size:
+                raise bad(f"tensor {name!r}: data [{start + offset}, {start + offset + nbytes}) is beyond the "
+                          f"file size {size} (truncated)")
+    finally:
+        buf.close()
 
 
 def load_gguf(path: str | os.PathLike, **overrides) -> tuple[Llama, object]:
@@ -155,82 +332,198 @@ def load_gguf(path: str | os.PathLike, **overrides) -> tuple[Llama, object]:
 
     from murphyjax.llm.tokenizer import tokenizer_from_gguf
 
-    reader = GGUFReader(str(path))
-    cfg = config_from_gguf(reader, **overrides)
+    path = Path(path)
+    check_gguf(path)
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as e:  # whatever the third-party parser raises, as one error
+        raise ModelFileError(f"{path}: corrupt GGUF: {type(e).__name__}: {e}") from e
+    try:
+        cfg = config_from_gguf(reader)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: {e}") from None
+    cfg = dataclasses.replace(cfg, **overrides)
+    try:
+        tokenizer = tokenizer_from_gguf(reader)
+    except Exception as e:  # tokenizers raises plain Exception
+        raise ModelFileError(f"{path}: invalid tokenizer: {type(e).__name__}: {e}") from e
     tensors = {t.name: t for t in reader.tensors}
-    hf_to_gguf = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-                  "lm_head.weight": "output.weight"}
-    for i in range(cfg.num_layers):
-        for field, name in _HF_LAYER.items():
-            hf_to_gguf[f"model.layers.{i}.{name}"] = f"blk.{i}.{_GGUF_LAYER[field]}"
 
     def get(name):
-        t = tensors[hf_to_gguf[name]]
-        w = dequantize(t.data, t.tensor_type).reshape(tuple(int(s) for s in reversed(t.shape)))
+        gname = _gguf_name(name)
+        if gname not in tensors:
+            raise ModelFileError(f"{path}: missing tensor {gname!r}")
+        t = tensors[gname]
+        shape = tuple(int(s) for s in reversed(t.shape))
+        if shape != hf_shape(cfg, name):
+            raise _wrong_shape(path, gname, shape, hf_shape(cfg, name))
+        try:
+            w = dequantize(t.data, t.tensor_type).reshape(shape)
+        except (NotImplementedError, ValueError) as e:
+            raise ModelFileError(f"{path}: tensor {gname!r} of type {t.tensor_type.name} cannot be read: {e}") from e
         if name.endswith("q_proj.weight"):
             w = unpermute_qk(w, cfg.num_heads)
         elif name.endswith("k_proj.weight"):
             w = unpermute_qk(w, cfg.num_kv_heads)
         return w
 
-    return model_from_arrays(cfg, get), tokenizer_from_gguf(reader)
+    return model_from_arrays(cfg, get), tokenizer
 
 
 # ---------------------------------------------------------------- Hugging Face folders
 
 _ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
               "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+_ST_MAX_HEADER = 100_000_000  # the safetensors library's own limit
+_MAX_CONFIG = 10_000_000
+
+
+def _natural(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Memory-mapped numpy views of a .safetensors file (bfloat16 via ml_dtypes; no torch, no pickle)."""
+    """Memory-mapped numpy views of a .safetensors file (bfloat16 via ml_dtypes; no torch, no pickle).
+
+    The header length, then every tensor's dtype, shape and data offsets, are checked against the file
+    size before anything else is read; a malformed file raises ``ModelFileError``.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+
+    def bad(why):
+        return ModelFileError(f"{path}: {why}")
+
     with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-    data = np.memmap(path, np.uint8, "r", offset=8 + n)
-    out = {}
+        head = f.read(9)
+        if len(head) < 8:
+            raise bad(f"truncated: {size} bytes, less than the 8-byte safetensors header length")
+        n = int.from_bytes(head[:8], "little")
+        if (n > size - 8 or head[8:9] != b"{") and is_pickle(path):
+            raise bad(_PICKLE)
+        if n > size - 8:
+            raise bad(f"header length {n} is beyond the file size {size} (truncated, or not safetensors)")
+        if n > _ST_MAX_HEADER:
+            raise bad(f"header too large: {n} bytes (at most {_ST_MAX_HEADER})")
+        f.seek(8)
+        try:
+            header = json.loads(f.read(n))
+        except (ValueError, RecursionError) as e:
+            raise bad(f"header is not valid JSON (not safetensors): {type(e).__name__}: {e}") from None
+    if not isinstance(header, dict):
+        raise bad(f"header is a JSON {type(header).__name__}, not an object (not safetensors)")
+    data_size, specs = size - 8 - n, {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        start, end = info["data_offsets"]
-        out[name] = data[start:end].view(_ST_DTYPES[info["dtype"]]).reshape(info["shape"])
-    return out
+        if not isinstance(info, dict):
+            raise bad(f"tensor {name!r}: header entry {info!r} is not an object")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if not (isinstance(dtype, str) and dtype in _ST_DTYPES):
+            raise bad(f"tensor {name!r}: unsupported dtype {dtype!r} (supported: {', '.join(_ST_DTYPES)})")
+        if not (isinstance(shape, list) and all(map(_natural, shape))):
+            raise bad(f"tensor {name!r}: invalid shape {shape!r}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_natural, offsets))
+                and offsets[0] <= offsets[1]):
+            raise bad(f"tensor {name!r}: invalid data_offsets {offsets!r}")
+        if offsets[1] > data_size:
+            raise bad(f"tensor {name!r}: data_offsets {offsets} are beyond the {data_size} data bytes in the file "
+                      "(truncated)")
+        nbytes = math.prod(shape) * np.dtype(_ST_DTYPES[dtype]).itemsize
+        if offsets[1] - offsets[0] != nbytes:
+            raise bad(f"tensor {name!r}: data_offsets {offsets} hold {offsets[1] - offsets[0]} bytes, "
+                      f"but a {dtype} tensor of shape {shape} needs {nbytes}")
+        specs[name] = (_ST_DTYPES[dtype], tuple(shape), *offsets)
+    data = np.memmap(path, np.uint8, "r", offset=8 + n, shape=(data_size,)) if data_size else np.zeros(0, np.uint8)
+    return {name: data[start:end].view(dt).reshape(shape) for name, (dt, shape, start, end) in specs.items()}
 
 
 def config_from_hf(cfg: dict, **overrides) -> LlamaConfig:
     """LlamaConfig from a Hugging Face ``config.json`` dict (model_type llama, no biases, no rope scaling)."""
+    if not isinstance(cfg, dict):
+        raise ValueError(f"expected a JSON object, got a JSON {type(cfg).__name__}")
     if cfg.get("model_type", "llama") != "llama":
         raise ValueError(f"model_type {cfg.get('model_type')!r} is not supported (only 'llama')")
     if cfg.get("attention_bias") or cfg.get("mlp_bias"):
         raise ValueError("attention_bias/mlp_bias checkpoints are not supported")
     rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    if not isinstance(rope, dict):
+        raise ValueError(f"rope_parameters/rope_scaling must be an object, got {rope!r}")
     if rope.get("rope_type", rope.get("type", "default")) != "default":
         raise ValueError(f"rope scaling {rope.get('rope_type', rope.get('type'))!r} is not supported")
-    heads = cfg["num_attention_heads"]
+    missing = [k for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                           "num_attention_heads") if k not in cfg]
+    if missing:
+        raise ValueError(f"missing config key{'s' * (len(missing) > 1)} {', '.join(map(repr, missing))}")
+
+    def get(key, kind, default=None, src=cfg):
+        v = src.get(key)
+        if v is None:
+            return default
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if kind is bool and isinstance(v, bool) or kind is float and number:
+            return kind(v)
+        if kind is int and number and math.isfinite(v) and v > 0 and v == int(v):
+            return int(v)
+        what = {int: "a positive integer", float: "a number", bool: "true or false"}[kind]
+        raise ValueError(f"config key {key!r} must be {what}, got {v!r}")
+
+    heads, d = get("num_attention_heads", int), get("hidden_size", int)
     return LlamaConfig(**{**dict(
-        vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"], intermediate_size=cfg["intermediate_size"],
-        num_layers=cfg["num_hidden_layers"], num_heads=heads, num_kv_heads=cfg.get("num_key_value_heads") or heads,
-        head_dim=cfg.get("head_dim") or cfg["hidden_size"] // heads,
-        rope_theta=float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))),
-        rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)), tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        max_seq_len=int(cfg.get("max_position_embeddings", 8192))), **overrides})
+        vocab_size=get("vocab_size", int), hidden_size=d, intermediate_size=get("intermediate_size", int),
+        num_layers=get("num_hidden_layers", int), num_heads=heads,
+        num_kv_heads=get("num_key_value_heads", int, heads), head_dim=get("head_dim", int, d // heads),
+        rope_theta=get("rope_theta", float, get("rope_theta", float, 10000.0), rope),
+        rms_norm_eps=get("rms_norm_eps", float, 1e-6), tie_embeddings=get("tie_word_embeddings", bool, False),
+        max_seq_len=get("max_position_embeddings", int, 8192)), **overrides})
+
+
+def _read_config(folder: Path) -> LlamaConfig:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not found (config.json not found in {folder})")
+    if path.stat().st_size > _MAX_CONFIG:
+        raise ModelFileError(f"{path}: too large for a config ({path.stat().st_size} bytes)")
+    try:
+        raw = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as e:
+        raise ModelFileError(f"{path}: not valid JSON: {type(e).__name__}: {e}") from None
+    try:
+        return config_from_hf(raw)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: {e}") from None
 
 
 def load_hf(folder: str | os.PathLike, **overrides) -> tuple[Llama, object]:
     """Model and tokenizer (None without tokenizer.json) from a Hugging Face-format folder."""
     folder = Path(folder)
-    cfg = config_from_hf(json.loads((folder / "config.json").read_text()), **overrides)
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        raise ValueError(f"path: no *.safetensors in {folder} (pickled .bin checkpoints are never loaded)")
-    tensors = {}
+        pickles = sorted(f for f in folder.iterdir() if f.is_file() and is_pickle(f))
+        if pickles:
+            raise ModelFileError(f"{pickles[0]}: {_PICKLE}")
+        raise ModelFileError(f"{folder}: no *.safetensors weights in the folder")
+    cfg = dataclasses.replace(_read_config(folder), **overrides)
+    tensors, where = {}, {}
     for f in files:
-        tensors.update(read_safetensors(f))
-    model = model_from_arrays(cfg, lambda name: tensors[name])
+        for name, w in read_safetensors(f).items():
+            tensors[name], where[name] = w, f
+
+    def get(name):
+        if name not in tensors:
+            raise ModelFileError(f"{folder}: missing tensor {name!r} (not in {', '.join(f.name for f in files)})")
+        if tensors[name].shape != hf_shape(cfg, name):
+            raise _wrong_shape(where[name], name, tensors[name].shape, hf_shape(cfg, name))
+        return tensors[name]
+
+    model = model_from_arrays(cfg, get)
     tokenizer = None
     if (folder / "tokenizer.json").exists():
         from transformers import PreTrainedTokenizerFast
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
+        try:
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
+        except Exception as e:  # tokenizers raises plain Exception
+            raise ModelFileError(f"{folder / 'tokenizer.json'}: invalid tokenizer: {type(e).__name__}: {e}") from e
     return model, tokenizer
 
 
@@ -265,10 +558,20 @@ def load_pretrained(path: str | os.PathLike, **overrides) -> tuple[Llama, object
     Returns:
       (model, tokenizer); tokenizer is a ``transformers.PreTrainedTokenizerFast`` (None for a folder
       without tokenizer.json). Weights are float32 (``param_dtype``) whatever the file stores.
+
+    Raises:
+      ModelFileError: (a ValueError) for a missing, malformed or unsupported file, or a pickle checkpoint;
+        the message names the file and what is wrong. Nothing is read before it has been checked.
     """
     path = Path(path).expanduser()
     if path.is_dir():
         return load_hf(path, **overrides)
-    if path.suffix == ".gguf" and path.is_file():
-        return load_gguf(path, **overrides)
-    raise ValueError(f"path: expected a .gguf file or a Hugging Face folder, got {str(path)!r}")
+    if path.is_file():
+        with open(path, "rb") as f:
+            gguf = f.read(4) == b"GGUF"
+        if path.suffix == ".gguf" or gguf:
+            return load_gguf(path, **overrides)
+        if is_pickle(path):
+            raise ModelFileError(f"{path}: {_PICKLE}")
+    expected = "expected a .gguf file or a Hugging Face folder"
+    raise ModelFileError(f"{path}: {expected}" if path.exists() else f"{path}: no such file or folder ({expected})")
