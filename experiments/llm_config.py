@@ -1,19 +1,23 @@
-"""Configuration of the LLM-scale Murphy experiments (issue 6) and their presets.
+"""Configuration of the LLM-scale Murphy experiments and their presets.
 
 ``LLMLabConfig`` is a frozen dataclass validated in ``__post_init__``; ``llm_preset("quick" | "llm")``
 gives the two configurations used by ``murphyjax reproduce``:
 
 * ``quick``: a tiny Llama (same architecture as SmolLM2, d = 96, 2 layers) trained from scratch on the
-  task's demonstrations, every method, two seeds, small budgets (100-135 s on 2 CPU cores, measured; the whole quick
-  ``murphyjax reproduce`` must stay under five minutes).
+  task's demonstrations, every method, three seeds, small budgets: a surrogate that runs in minutes.
 * ``llm``: SmolLM2-135M-Instruct (``murphyjax models fetch smollm2-135m``), briefly fine-tuned on the
-  same demonstrations to fix the answer format, then the same methods with smaller step counts, and
-  SmolLM2 itself prompted with the constitution as the Constitutional-AI judge.
+  same demonstrations to fix the answer format, then eight methods on the sycophancy task, five seeds
+  of the base runs and three of the interventions for PPO, GRPO, DPO and best-of-n, six points per
+  curve, and SmolLM2 itself prompted with the constitution as the Constitutional-AI judge. Sized for
+  about six hours on 2 CPU cores: every reward model is shared by all runs of its (channel, seed), the
+  candidate pairs' reference log-probs are computed once, sequences are 40 + 20 tokens (the longest
+  prompt and answer of the task), and the preference batch is 4 pairs.
 
 Pressure axes: training steps (every iterative method, evaluated along the way), the PPO KL
-coefficient, the DPO beta, best-of-n's n, ReST iterations. Interventions: routing of hard-prompt
-queries to calibrated annotators (oracle flagger, and a noisy (tau, phi) flagger), the MAPS penalty
-(a noisy flagger of hacked generations at the D.3 beta*), and sampling temperature.
+coefficient, the DPO beta, best-of-n's n, ReST iterations, all placed on d = sqrt(KL(pi || pi_ref)).
+Interventions: routing of hard-prompt queries to calibrated annotators (the oracle flagger; a flagger
+learned from an audited set, ``murphyjax.align.flaggers``; a simulated noisy (tau, phi) flagger), the
+MAPS penalty (a noisy flagger of hacked generations at the D.3 beta*), and sampling temperature.
 """
 
 from __future__ import annotations
@@ -185,8 +189,15 @@ def check_reportable(cfg: LLMLabConfig) -> None:
         raise ValueError(f"variant_seeds must be 0 (all seeds) or >= 2 for the tests across seeds; got {cfg.variant_seeds!r}")
 
 
+# fields that choose which units run, not what any unit computes: a run folder can be extended (more
+# seeds, methods or variants) or cut short under another setting of these without recomputing anything
+SCOPE = ("tasks", "methods", "variants", "variant_methods", "seeds", "variant_seeds", "workers")
+
+
 def config_hash(cfg: LLMLabConfig) -> str:
-    return hashlib.sha256(json.dumps(cfg.to_json(), sort_keys=True).encode()).hexdigest()[:12]
+    """Hash of every field that changes what a unit computes (``SCOPE`` fields excluded)."""
+    d = {k: v for k, v in cfg.to_json().items() if k not in SCOPE}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 LLM_PRESETS = {

@@ -1,4 +1,4 @@
-"""One run of each alignment method, evaluated along its pressure axis (issue 6).
+"""One run of each alignment method, evaluated along its pressure axis.
 
 A run is (method, variant, seed): the variant picks the feedback channel (``base``/``maps``: the
 crowd, or the AI judge for ``cai``; ``route``: hard-prompt queries routed to calibrated annotators by

@@ -1,4 +1,4 @@
-"""The LLM-scale Murphy experiments (issue 6): shared set-up, reward models, and the resumable run store.
+"""The LLM-scale Murphy experiments: shared set-up, reward models, and the resumable run store.
 
 Per task (sycophancy, length) the pipeline is
   1. data: demonstrations of the base policy, candidate pairs, RL prompts, evaluation prompts (and

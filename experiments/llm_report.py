@@ -1,4 +1,4 @@
-"""The LLM section of ``murphyjax reproduce``: figures, tables, findings (issue 6).
+"""The LLM section of ``murphyjax reproduce``: figures, tables, findings.
 
     blocks, tables = section("quick", out)        # appended to the bandit report (tiny policy)
     murphyjax reproduce --preset llm              # SmolLM2-135M: this section alone (``cli``)
@@ -19,9 +19,9 @@ from murphyjax.experiments import llm_aggregate as A
 from murphyjax.experiments.llm_config import LLM_PRESETS, LLMLabConfig, check_reportable, llm_preset
 from murphyjax.experiments.report import table
 
-COLORS = {"base": "C3", "maps": "C0", "route": "C2", "flag": "C1"}
+COLORS = {"base": "C3", "maps": "C0", "route": "C2", "flag": "C1", "learned": "C8"}
 NAMES = {"base": "crowd / judge labels", "maps": "+ MAPS flagger penalty", "route": "+ oracle routing",
-         "flag": "+ noisy-flagger routing"}
+         "flag": "+ simulated noisy-flagger routing", "learned": "+ learned-flagger routing"}
 
 
 def _plt():
@@ -56,10 +56,10 @@ def _series(cv, task, method, variant, sweep=""):
 
 
 def fig_gap(cv, task, methods, path, y="gap", ylabel="gap = proxy_n - true_n"):
-    """One panel per method: y (median, 90 % band) against d = sqrt(KL) for every variant."""
+    """One panel per method: y (median over seeds, band = range over seeds) against d = sqrt(KL) for every variant."""
     plt, fig, axes = _grid(len(methods))
     for ax, m in zip(axes.flat, methods):
-        for v in ("base", "maps", "route", "flag"):
+        for v in COLORS:
             s = _series(cv, task, m, v)
             if not s:
                 continue
@@ -72,7 +72,7 @@ def fig_gap(cv, task, methods, path, y="gap", ylabel="gap = proxy_n - true_n"):
         ax.axhline(0, color="k", lw=0.5)
     from matplotlib.lines import Line2D
 
-    present = [v for v in ("base", "maps", "route", "flag") if any(_series(cv, task, m, v) for m in methods)]
+    present = [v for v in COLORS if any(_series(cv, task, m, v) for m in methods)]
     fig.legend([Line2D([], [], color=COLORS[v], marker="o") for v in present], [NAMES[v] for v in present],
                loc="lower center", ncol=len(present), fontsize=8)
     fig.subplots_adjust(bottom=0.1)

@@ -45,12 +45,19 @@ def _folder(cfg: LLMLabConfig, out: Path) -> Path:
     want = {"hash": config_hash(cfg), "config": cfg.to_json()}
     if cj.exists():
         have = json.loads(cj.read_text())
-        if have.get("hash") != want["hash"]:
+        if _hash_of(have) != want["hash"]:
             raise ValueError(f"{folder} holds an LLM run of a different configuration (hash {have.get('hash')}, "
                              f"this one {want['hash']}); choose another --out folder")
-    else:
-        cj.write_text(json.dumps(want, indent=1))
+    cj.write_text(json.dumps(want, indent=1))
     return folder
+
+
+def _hash_of(stored: dict) -> str:
+    """The hash of a stored config.json under the current rule (stored configs may predate fields or rules)."""
+    try:
+        return config_hash(LLMLabConfig.from_json({**LLMLabConfig().to_json(), **stored["config"]}))
+    except (KeyError, TypeError, ValueError):
+        return stored.get("hash", "")
 
 
 def _seed_units(cfg, setup, seed, todo, log, progress) -> tuple[dict, list]:
@@ -121,7 +128,7 @@ def collect_llm(cfg: LLMLabConfig, out: Path) -> tuple[dict, dict]:
     reward-model record of its channel and seed."""
     folder = Path(out) / "llm"
     cj = folder / "config.json"
-    if not cj.exists() or json.loads(cj.read_text()).get("hash") != config_hash(cfg):
+    if not cj.exists() or _hash_of(json.loads(cj.read_text())) != config_hash(cfg):
         raise ValueError(f"{folder} holds no LLM run of this configuration (hash {config_hash(cfg)})")
     todo = units(cfg)
     nv = sum(u[1] != "base" for u in todo)

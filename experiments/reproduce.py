@@ -107,9 +107,9 @@ def main(preset: str = "quick", out: str | None = None, seed: int | None = None,
          prefetch_checks: bool = False) -> str:
     """Run (or resume) the reproduction and write the report; returns the run folder.
 
-    ``llm``: append the LLM section (issue 6, ``llm_report.section``: a tiny policy trained from scratch;
-    the CLI turns it on for the quick preset). ``laws``: append the laws section (issue 4,
-    ``laws_report.section`` at the matching laws preset; a dict = its config overrides; the CLI turns it on).
+    ``llm``: append the LLM section (``llm_report.section``: a tiny policy trained from scratch;
+    the CLI turns it on for the quick preset). ``laws``: append the laws section
+    (``laws_report.section`` at the matching laws preset; a dict = its config overrides; the CLI turns it on).
     ``prefetch_checks``: run the theory check in a second process while the simulation runs (the CLI does)."""
     cfg = resolve(preset, seed, overrides or {})
     h = presets.config_hash(cfg)
@@ -126,7 +126,7 @@ def main(preset: str = "quick", out: str | None = None, seed: int | None = None,
     t_sim = time.perf_counter() - t0
     blocks, tables = sections.build(cfg, table, arrays, out, preset=preset, config_hash=h)
     info = dict(info, lab_report_seconds=time.perf_counter() - t0 - t_sim)
-    if laws:  # the laws where they bind (issue 4), resumable in <out>/laws
+    if laws:  # the laws where they bind, resumable in <out>/laws
         from murphyjax.experiments import laws_report
 
         t_laws = time.perf_counter()
@@ -134,7 +134,7 @@ def main(preset: str = "quick", out: str | None = None, seed: int | None = None,
                                                        overrides=laws if isinstance(laws, dict) else None)
         blocks, tables = blocks + laws_blocks, {**tables, **laws_tables}
         info = dict(info, laws_seconds=time.perf_counter() - t_laws)
-    if llm:  # the LLM experiments (issue 6), resumable in <out>/llm
+    if llm:  # the LLM experiments, resumable in <out>/llm
         from murphyjax.experiments import llm_report
 
         llm_blocks, llm_tables = llm_report.section("quick", out, seed)
@@ -171,7 +171,7 @@ def use_all_cpu_cores():
 
 def cli(args) -> int:
     """Handler of the ``reproduce`` subcommand (see murphyjax/cli.py)."""
-    if args.preset == "llm":  # the LLM experiments on SmolLM2-135M alone (issue 6)
+    if args.preset == "llm":  # the LLM experiments on SmolLM2-135M alone
         from murphyjax.experiments.llm_report import cli as llm_cli
 
         return llm_cli(args)
