@@ -1,4 +1,4 @@
-"""Alignment methods on LLM policies, on tasks whose true utility is known (issue 6).
+"""Alignment methods on LLM policies, on tasks whose true utility is known.
 
     tasks       preference tasks (sycophancy, length) with a biased hard set, exact scoring of any text
     feedback    crowd (Massart), routed (calibration oracle / noisy flagger), programmatic AI judge
