@@ -121,23 +121,33 @@ def sequence_logps(graphdef, params, ids, mask, cmask):
     return completion_logps(forward(graphdef, params, ids, mask), ids, cmask).sum(-1)
 
 
-@functools.partial(jax.jit, static_argnames="graphdef")
-def kl_to_reference(graphdef, params, ref_params, ids, mask, cmask, temperature=1.0):
+@functools.partial(jax.jit, static_argnames=("graphdef", "prompt_len"))
+def kl_to_reference(graphdef, params, ref_params, ids, mask, cmask, temperature=1.0, prompt_len: int | None = None):
     """KL(q || pi_ref) along sampled sequences, q the sampling law softmax(logits / T).
 
     Returns per-sequence sums (B,) of ``exact`` (the per-token KL over the whole vocabulary, summed
     along the sampled prefix: an unbiased, lower-variance estimate of the sequence KL; exact per
     prefix), ``k1`` (log q - log pi_ref of the sampled tokens, unbiased, may be negative) and ``k3``
     (r - 1 - log r, unbiased, >= 0), and ``entropy`` (of q, summed along the sequence).
+
+    With ``prompt_len`` (static; the completion lies in slots [prompt_len, S), the codec layout) the
+    output projection and the vocabulary-wide sums run only at the positions that predict completion
+    tokens (the same sums: every other position is masked).
     """
-    logits = forward(graphdef, params, ids, mask) / temperature
-    ref_logits = forward(graphdef, ref_params, ids, mask)
-    m = cmask[:, 1:]
-    q_lp = completion_logps(logits, ids, cmask)[:, 1:]
-    ref_lp = completion_logps(ref_logits, ids, cmask)[:, 1:]
-    exact = losses.exact_kl_per_token(logits[:, :-1], ref_logits[:, :-1])
-    lq = jax.nn.log_softmax(logits[:, :-1], -1)
-    ent = -jnp.sum(jnp.exp(lq) * lq, -1)
+    start = 1 if prompt_len is None else prompt_len
+    h, model = hidden(graphdef, params, ids, mask)
+    h_ref, ref_model = hidden(graphdef, ref_params, ids, mask)
+    D = h.shape[-1]
+    logits = model.logits(h[:, start - 1:-1].reshape(-1, D)) / temperature
+    ref_logits = ref_model.logits(h_ref[:, start - 1:-1].reshape(-1, D))
+    tgt = ids[:, start:].reshape(-1)
+    m = cmask[:, start:]
+    shape = m.shape
+    q_lp = token_logprobs(logits, tgt).reshape(shape)
+    ref_lp = token_logprobs(ref_logits, tgt).reshape(shape)
+    exact = losses.exact_kl_per_token(logits, ref_logits).reshape(shape)
+    lq = jax.nn.log_softmax(logits, -1)
+    ent = -jnp.sum(jnp.exp(lq) * lq, -1).reshape(shape)
     return {"exact": jnp.sum(exact * m, 1),
             "k1": jnp.sum(losses.kl_per_token(q_lp, ref_lp, "k1") * m, 1),
             "k3": jnp.sum(losses.kl_per_token(q_lp, ref_lp, "k3") * m, 1),

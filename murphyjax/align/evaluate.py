@@ -52,10 +52,13 @@ def proxy_scores(rm_graphdef, rm_params, seqs: C.Seqs, batch: int) -> np.ndarray
     return core.batched(fn, [seqs.ids, seqs.mask], batch)
 
 
-def kl_stats(graphdef, params, ref_params, seqs: C.Seqs, batch: int, temperature: float = 1.0) -> dict:
-    """Per-sequence KL(q_T || pi_ref): exact, k1, k3, and entropy (``core.kl_to_reference``)."""
+def kl_stats(graphdef, params, ref_params, seqs: C.Seqs, batch: int, temperature: float = 1.0,
+             prompt_len: int | None = None) -> dict:
+    """Per-sequence KL(q_T || pi_ref): exact, k1, k3, and entropy (``core.kl_to_reference``); with
+    ``prompt_len`` the vocabulary-wide work runs on the completion slots only."""
     fn = functools.partial(core.kl_to_reference, graphdef, params, ref_params)
-    return core.batched(lambda i, m, c: fn(i, m, c, temperature), [seqs.ids, seqs.mask, seqs.cmask], batch)
+    return core.batched(lambda i, m, c: fn(i, m, c, temperature, prompt_len=prompt_len),
+                        [seqs.ids, seqs.mask, seqs.cmask], batch)
 
 
 def paired_drift(hacked, proxy) -> tuple[float, float]:
@@ -107,7 +110,8 @@ def evaluate(graphdef, params, ref_params, prompts: dict, prompt_ids, prompt_mas
     texts = C.decode_completions(codec, toks, tmask)
     U, H = score_texts(texts, index)
     r = proxy_scores(rm_graphdef, rm_params, seqs, batch)
-    kl = kl_stats(graphdef, params, ref_params, seqs, batch, temperature) if with_kl else None
+    kl = kl_stats(graphdef, params, ref_params, seqs, batch, temperature, prompt_len=prompt_ids.shape[1]) \
+        if with_kl else None
     summary = summarize(r, U, H, np.asarray(prompts["hard"])[index], kl, paired=samples == 2)
     summary["length"] = float(np.asarray(tmask).sum(1).mean())
     return summary, {"texts": texts, "proxy": r, "true": U, "hacked": H, "seqs": seqs, "index": index}
