@@ -72,3 +72,54 @@ def test_bad_inputs():
         T.bon_probs([0.5, 0.5], 0)
     with pytest.raises(ValueError, match=r"n must lie in \[1.0, inf\)"):
         T.bon_kl_bound(0.5)
+
+
+def _bon_exact(p, n, proxy=None):
+    """pi_n in exact rational arithmetic on the given float masses (renormalised exactly)."""
+    from fractions import Fraction  # noqa: PLC0415
+
+    P = [Fraction(float(x)) for x in p]
+    total = sum(P)
+    P = [x / total for x in P]
+    r = np.arange(len(P)) if proxy is None else np.asarray(proxy)
+    out = []
+    for j in range(len(P)):
+        hi = sum(P[i] for i in range(len(P)) if r[i] <= r[j])
+        lo = sum(P[i] for i in range(len(P)) if r[i] < r[j])
+        out.append(float(P[j] / (hi - lo) * (hi**n - lo**n)) if hi > lo else 0.0)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("tiny", [1e-12, 1e-17, 1e-40])
+def test_bon_tiny_top_atoms_keep_their_digits(tiny):
+    # F_K^n - F_{K-1}^n for a top atom of mass 1e-17 is ~ n 1e-17; as a difference of powers it is 0
+    p = np.array([0.5, 0.3, 0.2 - tiny, tiny])
+    for n in (1, 7, 1000):
+        got = np.asarray(T.bon_probs(p, n))
+        np.testing.assert_allclose(got, _bon_exact(p, n), rtol=3e-13, atol=0)
+    np.testing.assert_allclose(T.bon_probs(p, 10**4)[-1], 10**4 * tiny, rtol=1e-8)  # n tiny (1 + O(n tiny))
+
+
+def test_bon_probs_against_exact_arithmetic():
+    rng = np.random.default_rng(3)
+    for K, n in [(6, 2), (12, 50), (30, 1000)]:
+        p = rng.dirichlet(np.full(K, 0.3))
+        p[rng.integers(K)] = 1e-15
+        p[-1] = 1e-13
+        p /= p.sum()
+        ref = _bon_exact(p, n)
+        keep = ref > 1e-300
+        np.testing.assert_allclose(np.asarray(T.bon_probs(p, n))[keep], ref[keep], rtol=3e-13)
+        proxy = rng.integers(0, K // 2, K).astype(float)  # ties
+        ref = _bon_exact(p, n, proxy)
+        keep = ref > 1e-300
+        np.testing.assert_allclose(np.asarray(T.bon_probs(p, n, proxy=proxy))[keep], ref[keep], rtol=3e-13)
+        np.testing.assert_allclose(float(np.sum(T.bon_probs(p, n))), 1.0, atol=1e-14)
+
+
+def test_bon_probs_normalisation_tolerance():
+    # within the stated 1e-9 tolerance the base is renormalised; beyond it, a ValueError names it
+    p = np.array([0.25, 0.25, 0.5]) * (1 + 5e-10)
+    np.testing.assert_allclose(T.bon_probs(p, 3), T.bon_probs(np.array([0.25, 0.25, 0.5]), 3), rtol=1e-14)
+    with pytest.raises(ValueError, match=r"base_probs must sum to 1 along its last axis \(tolerance 1e-09\)"):
+        T.bon_probs(np.array([0.25, 0.25, 0.5]) * (1 + 2e-9), 3)

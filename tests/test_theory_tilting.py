@@ -123,3 +123,37 @@ def test_divergent_tilt_never_returns_inf_or_nan():
         else:
             with pytest.raises(ValueError):
                 T.exponential_score_tilt(lam, 2.0)
+
+
+def _tilt_kl_exact(lb, s, lam, reverse=False):
+    """KL(q_lam || mu) (or KL(mu || q_lam)) in 50-digit arithmetic on the given floats (mu renormalised)."""
+    from decimal import Decimal, localcontext  # noqa: PLC0415
+
+    with localcontext() as c:
+        c.prec, c.Emax, c.Emin = 50, 10**9, -(10**9)
+        lam = Decimal(float(lam))
+        lb = [Decimal(float(a)) for a in lb]
+        total = sum(a.exp() for a in lb).ln()
+        lb = [a - total for a in lb]
+        x = [lam * Decimal(float(b)) for b in s]
+        top = max(a + b for a, b in zip(lb, x))
+        A = top + sum((a + b - top).exp() for a, b in zip(lb, x)).ln()
+        if reverse:
+            return float(sum(a.exp() * (A - b) for a, b in zip(lb, x)))
+        return float(sum((a + b - A).exp() * (b - A) for a, b in zip(lb, x)))
+
+
+@pytest.mark.parametrize("seed, K", [(0, 3), (1, 12)])
+def test_tilt_kl_has_no_cancellation_at_small_or_large_lambda(seed, K):
+    # lam A' - A cancels both ways: KL ~ lam^2 Var/2 at small lam (30 % off at lam = 1e-8) and
+    # both terms ~ lam max s at large lam
+    lb, s, _, _ = model(seed, K)
+    lams = np.array([1e-8, -1e-6, 1e-4, 0.3, -3.0, 10.0, 1e3, -1e3, 1e6])
+    t = T.tilt(lb, s, lams)
+    ref = np.array([_tilt_kl_exact(lb, s, lam) for lam in lams])
+    rev = np.array([_tilt_kl_exact(lb, s, lam, reverse=True) for lam in lams])
+    np.testing.assert_allclose(t.kl(), ref, rtol=1e-13)
+    np.testing.assert_allclose(t.reverse_kl(), rev, rtol=1e-13)
+    assert float(T.tilt(lb, s, 0.0).kl()) == 0.0 and float(T.tilt(lb, s, 0.0).reverse_kl()) == 0.0
+    # the derivative identities still hold through the rewritten sums
+    np.testing.assert_allclose(jax.grad(lambda l: T.tilt(lb, s, l).kl())(0.7), T.tilt(lb, s, 0.7).dkl_dlam(), rtol=1e-12)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import xlogy
 
+from murphyjax.theory import _numerics as N
 from murphyjax.theory import _validate as V
 
 
@@ -34,29 +35,63 @@ def _sorted_groups(base_probs, proxy):
     return p, r
 
 
+def _cumsum(x):
+    """Cumulative sum along the last axis with a running compensation (TwoSum): the error is a
+    few ulps of each partial sum instead of growing with the number of terms."""
+    c = jnp.cumsum(x, axis=-1)
+    prev = jnp.concatenate([jnp.zeros_like(x[..., :1]), c[..., :-1]], axis=-1)
+    s = prev + x
+    bp = s - prev
+    err = (prev - (s - bp)) + (x - bp)  # exact: prev + x = s + err
+    return c + jnp.cumsum((s - c) + err, axis=-1)
+
+
+def _top_mass(cdf, tail, group, n):
+    """F^n - (F - g)^n with F = P(R <= r) (``cdf``), 1 - F = ``tail``, g the atom's (group's) mass.
+
+    Written as F^n (1 - (1 - g/F)^n) = exp(n log F) * -expm1(n log1p(-g/F)), with log F =
+    log1p(-tail) when the tail is small: no difference of nearly equal powers, so an atom of
+    mass 1e-17 at the top keeps all its digits (~ n g) instead of vanishing.
+    """
+    F = jnp.where(tail < 0.5, 1.0 - tail, cdf)
+    log_F = jnp.where(tail < 0.5, N.log1p(-tail), jnp.log(jnp.where(cdf > 0, cdf, 1.0)))
+    frac = jnp.where(F > 0, group / jnp.where(F > 0, F, 1.0), 0.0)
+    return jnp.where(F > 0, jnp.exp(n * log_F) * -jnp.expm1(n * N.log1p(-jnp.minimum(frac, 1.0))), 0.0)
+
+
 def bon_probs(base_probs, n, proxy=None):
     """Exact best-of-n law on a finite outcome set.
 
     Args:
-      base_probs: pi_ref over K outcomes. Without ``proxy`` the outcomes must already be in
+      base_probs: pi_ref over K outcomes; must sum to 1 within 1e-9 (else ValueError) and is
+        renormalised to sum to 1 before use. Without ``proxy`` the outcomes must already be in
         increasing proxy order with distinct proxies: pi_n(y_j) = F_j^n - F_{j-1}^n.
       n: number of samples (integer >= 1).
       proxy: optional proxy values (K,) in any order, ties allowed: a tie group G with
         cumulative mass from F_lo to F_hi gets F_hi^n - F_lo^n, split within the group in
         proportion to pi_ref (ties broken uniformly at random).
     Returns pi_n (K,), in the order of ``base_probs``.
+
+    Each F^n - G^n is evaluated from the upper tail mass and the atom's own mass (see
+    ``_top_mass``), never as a difference of powers, with compensated cumulative sums. Relative
+    error per atom about (1 + n |log F_j|) 4e-16 (the conditioning of F_j^n = exp(n log F_j)):
+    below 1e-13 for the top atoms, whatever their mass (1e-17 at n = 1000 included), and below
+    3e-13 wherever pi_n(y_j) > 1e-300 (checked against exact rational arithmetic).
     """
     p, r = _sorted_groups(base_probs, proxy)
     n = V.integer("n", n, lo=1)
+    p = p / jnp.sum(p)
     if r is None:
-        F = jnp.cumsum(p)
-        Fm = F - p
-        return F**n - Fm**n
-    # tie-aware: F_hi = P(R <= r_j), F_lo = P(R < r_j)
-    F_hi = jnp.sum(jnp.where(r[None, :] <= r[:, None], p[None, :], 0.0), axis=1)
-    F_lo = jnp.sum(jnp.where(r[None, :] < r[:, None], p[None, :], 0.0), axis=1)
-    group = F_hi - F_lo
-    return jnp.where(group > 0, p / jnp.where(group > 0, group, 1.0), 0.0) * (F_hi**n - F_lo**n)
+        cdf = _cumsum(p)
+        tail = jnp.concatenate([_cumsum(p[::-1])[::-1][1:], jnp.zeros(1, p.dtype)])  # P(R > r_j), from the top
+        return _top_mass(cdf, tail, p, n)
+    # tie-aware: F_hi = P(R <= r_j), tail = P(R > r_j), group = P(R = r_j)
+    pick = lambda m: jnp.sum(jnp.where(m, p[None, :], 0.0), axis=1)
+    cdf = pick(r[None, :] <= r[:, None])
+    tail = pick(r[None, :] > r[:, None])
+    group = pick(r[None, :] == r[:, None])
+    share = jnp.where(group > 0, p / jnp.where(group > 0, group, 1.0), 0.0)
+    return share * _top_mass(cdf, tail, group, n)
 
 
 def bon_kl(base_probs, n, proxy=None):

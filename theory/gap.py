@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from murphyjax.theory import _numerics as N
 from murphyjax.theory import _validate as V
 from murphyjax.theory.tilting import exponential_score_tilt, tilt
 
@@ -208,37 +209,92 @@ def kwa_tail_mixture(t, c, tail_index, scale=1.0):
             "true_mean_change": jnp.zeros_like(mean_p)}
 
 
-def conditional_true_mean(threshold, error: str = "normal", error_scale=1.0, df=3.0, num: int = 20001):
+def _mills(z):
+    """Inverse Mills ratio phi(z) / P(Z >= z) of the standard normal, without exp overflow or cancellation."""
+    pos = jnp.maximum(z, 0.0)
+    neg = jnp.minimum(z, 0.0)
+    right = np.sqrt(2.0 / np.pi) / jax.scipy.special.erfcx(pos / np.sqrt(2.0))
+    left = jnp.exp(-0.5 * neg**2) / np.sqrt(2.0 * np.pi) / jax.scipy.special.ndtr(-neg)
+    return jnp.where(z > 0, right, left)
+
+
+def _log_normal_sf(z):
+    """log P(Z >= z) of the standard normal (relative error ~1e-16; jax's log_ndtr is ~1e-11 in the tail)."""
+    pos = jnp.maximum(z, 0.0)
+    right = jnp.log(0.5 * jax.scipy.special.erfcx(pos / np.sqrt(2.0))) - 0.5 * pos**2
+    left = N.log1p(-jax.scipy.special.ndtr(jnp.minimum(z, 0.0)))
+    return jnp.where(z > 0, right, left)
+
+
+def conditional_true_mean(threshold, error: str = "normal", error_scale=1.0, df=3.0, num: int = 2049):
     """E[V | V + X >= t] for V ~ N(0, 1) and an independent error X (the best-of-n limit).
 
     Conditioning on the proxy exceeding a threshold is what best-of-n does as n grows. For a
     light-tailed normal error E[V | V + X >= t] -> infinity (Kwa et al. Thm 6; Gao's
     regressional identity); for a heavy-tailed Student-t error it returns to E[V] = 0 (Thm 5).
 
-    Computed by quadrature over v on [-12, 12]: int v phi(v) P(X >= t - v) dv / int phi(v)
-    P(X >= t - v) dv, with the error's survival function in closed form.
+    Normal error X ~ N(0, s^2): P = V + X ~ N(0, sigma^2), sigma^2 = 1 + s^2, and E[V | P] =
+    P / sigma^2, so E[V | P >= t] = m(t / sigma) / sigma with m the inverse Mills ratio
+    phi(z) / P(Z >= z), evaluated through erfcx (no underflow: ~ t / sigma^2 for large t).
+    Relative error below 1e-13 for t >= 0 (checked against adaptive quadrature in v up to
+    t = 100 sigma and against the asymptote t / sigma^2 + 1/t beyond) and about
+    (1 + (t / sigma)^2) 1e-16 for t < 0 (the conditioning of phi); 0 below about -38 sigma.
+
+    Student-t error X = s T_nu: a scale mixture of normals, X | G ~ N(0, s^2 k / G) with
+    G ~ Gamma(k = nu/2), so
+
+        E[V | P >= t] = E[m(t / sigma_G) / sigma_G | P >= t],   sigma_G^2 = 1 + s^2 k / G,
+
+    an average over the posterior of G given P >= t, whose density in y = log G is
+    proportional to exp(k y - e^y) P(Z >= t / sigma_G). That log-density is evaluated in log
+    space on a coarse grid spanning every place the mass can sit (from the prior bulk y ~ log k
+    down to where sigma_G ~ t), then integrated by the trapezoidal rule on ``num`` nodes over
+    the window where it is within e^-45 of its maximum: all terms are positive (no
+    cancellation) and the window follows the mass however far t is in the tail. Relative error
+    below 1e-12 for df in [0.2, 100], s in [1e-3, 1e3] and |t| <= 100 max(s, 1) (measured
+    <= 1e-13 against adaptive quadrature in v); at t = 1e6 it equals the asymptote nu / t to
+    within its O(t^-2) correction.
 
     Args:
       threshold: t (any shape).
       error: "normal" or "student_t".
-      error_scale: scale of X (> 0).
+      error_scale: scale s of X (> 0).
       df: degrees of freedom of the Student-t error (> 0).
+      num: quadrature nodes of the Student-t window (the coarse search uses 2 num).
     """
     t = V.finite("threshold", threshold)
     sc = V.positive("error_scale", error_scale)
     if error == "normal":
-        sf = lambda x: jax.scipy.stats.norm.sf(x / sc)
-    elif error == "student_t":
-        nu = V.positive("df", df)
-
-        def sf(x):
-            z = x / sc
-            ib = jax.scipy.special.betainc(nu / 2.0, 0.5, nu / (nu + z**2))
-            return jnp.where(z > 0, 0.5 * ib, 1.0 - 0.5 * ib)
-    else:
+        sigma = jnp.sqrt(1.0 + sc**2)
+        return _mills(t / sigma) / sigma
+    if error != "student_t":
         raise ValueError(f"error must be 'normal' or 'student_t'; got {error!r}")
-    v = jnp.linspace(-12.0, 12.0, num)
-    logphi = -0.5 * v**2
-    w = jnp.exp(logphi)[None, :] * sf(t.reshape(-1, 1) - v[None, :])
-    out = jnp.sum(w * v, axis=1) / jnp.sum(w, axis=1)
-    return out.reshape(t.shape)
+    k = 0.5 * V.positive("df", df)
+    shape = jnp.broadcast_shapes(t.shape, sc.shape, k.shape)
+    t, sc, k = (x.reshape(-1, 1) for x in jnp.broadcast_arrays(t, sc, k))
+    log_a = jnp.log(sc**2 * k)  # sigma_G^2 = 1 + exp(log_a - y)
+
+    def log_post(y):  # log posterior density of y = log G given P >= t (unnormalised), and the inner mean
+        log_s2 = jnp.logaddexp(0.0, log_a - y)
+        z = t * jnp.exp(-0.5 * log_s2)
+        return k * y - jnp.exp(y) + _log_normal_sf(z), _mills(z) * jnp.exp(-0.5 * log_s2)
+
+    # where the mass can be: the prior bulk (y ~ log k) and, for t > 1, down to sigma_G = t
+    y_ref = jnp.minimum(jnp.log(k), jnp.where(t > 1.0, log_a - jnp.log(jnp.maximum(t**2 - 1.0, 1e-300)), jnp.inf))
+    lo = y_ref - 47.0 / k - 2.0
+    hi = jnp.log(k + 40.0 * jnp.sqrt(k) + 60.0)
+    unit = jnp.linspace(0.0, 1.0, 2 * num)
+    yc = lo + (hi - lo) * unit
+    lc, _ = log_post(yc)
+    inside = lc >= jnp.max(lc, axis=1, keepdims=True) - 45.0
+    first = jnp.argmax(inside, axis=1)
+    last = inside.shape[1] - 1 - jnp.argmax(inside[:, ::-1], axis=1)
+    step = (hi - lo)[:, 0] / (2 * num - 1)
+    a = jnp.take_along_axis(yc, first[:, None], 1) - step[:, None]
+    b = jnp.take_along_axis(yc, last[:, None], 1) + step[:, None]
+    y = a + (b - a) * jnp.linspace(0.0, 1.0, num)
+    ly, inner = log_post(y)
+    w = jnp.exp(ly - jnp.max(ly, axis=1, keepdims=True))
+    w = w.at[:, 0].multiply(0.5).at[:, -1].multiply(0.5)
+    out = jnp.sum(w * inner, axis=1) / jnp.sum(w, axis=1)
+    return out.reshape(shape)

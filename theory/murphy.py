@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import betainc, gammaln, xlogy
+import numpy as np
 
+from murphyjax.theory import _numerics as N
 from murphyjax.theory import _validate as V
 
 
@@ -44,6 +45,12 @@ def kappa_upper_bound(eps):
 def bernoulli_kl(p, q):
     """KL(Ber(p) || Ber(q)) in nats, with 0 log 0 = 0.
 
+    Summed as two non-negative terms, bd0(p, q) + bd0(1 - p, 1 - q) with bd0(x, m) =
+    x log(x/m) - x + m (``_numerics.bregman``), each fed the exact difference p - q: no
+    cancellation when p is close to q (KL ~ (p - q)^2 / (2 q (1 - q))) nor near 0 or 1.
+    Relative error below 1e-13 over the whole domain (checked against 700-digit arithmetic,
+    including p - q of a few ulp and p, q within 1e-300 of 0 or 1e-16 of 1).
+
     Args:
       p: in [0, 1].
       q: in (0, 1) (the KL is infinite at the ends unless p equals q there).
@@ -51,7 +58,13 @@ def bernoulli_kl(p, q):
     p = V.probability("p", p)
     q = V.interval("q", q, 0.0, 1.0)
     V.broadcastable(p=p, q=q)
-    return xlogy(p, p) - xlogy(p, q) + xlogy(1.0 - p, 1.0 - p) - xlogy(1.0 - p, 1.0 - q)
+    return _bernoulli_kl(p, q)
+
+
+def _bernoulli_kl(p, q):
+    """``bernoulli_kl`` without validation (follows the input dtype)."""
+    d = p - q
+    return N.bregman(p, q, d) + N.bregman(1.0 - p, 1.0 - q, -d)
 
 
 # --------------------------------------------------------------------------- Theorem 1
@@ -139,17 +152,42 @@ def majority_error_bound(T, eps):
     return jnp.exp(-2.0 * T * e**2)
 
 
-def _binom_logpmf(k, T, p):
-    return gammaln(T + 1) - gammaln(k + 1) - gammaln(T - k + 1) + xlogy(k, p) + xlogy(T - k, 1 - p)
+def _betacf(a, b, x):
+    """Continued fraction of I_x(a, b) (modified Lentz, as in Numerical Recipes' betacf), iterated
+    until every entry has converged to 4e-16 (about 0.4 sqrt(a + b) steps at x ~ a / (a + b))."""
+    tiny = 1e-300
+    fix = lambda v: jnp.where(jnp.abs(v) < tiny, tiny, v)
+    d = 1.0 / fix(1.0 - (a + b) * x / (a + 1.0))
+    init = (jnp.asarray(1.0), jnp.ones_like(d), d, d, jnp.zeros(d.shape, bool))
+
+    def step(state):
+        m, c, d, h, done = state
+        aa = m * (b - m) * x / ((a - 1.0 + 2 * m) * (a + 2 * m))
+        d = 1.0 / fix(1.0 + aa * d)
+        c = fix(1.0 + aa / c)
+        h1 = h * d * c
+        aa = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 1.0 + 2 * m))
+        d = 1.0 / fix(1.0 + aa * d)
+        c = fix(1.0 + aa / c)
+        delta = d * c
+        return m + 1.0, c, d, jnp.where(done, h, h1 * delta), done | (jnp.abs(delta - 1.0) < 4e-16)
+
+    return jax.lax.while_loop(lambda s: ~jnp.all(s[4]) & (s[0] < 1e6), step, init)[3]
 
 
 def majority_error(T, p):
     """Exact error of the majority vote over T i.i.d. Ber(p) votes (p = P(vote is right)).
 
     P(S < T/2) + P(S = T/2) / 2 (a tie is broken by a fair coin), S ~ Bin(T, p). The binomial
-    CDF is the regularised incomplete beta function, P(S <= m) = I_{1-p}(T - m, m + 1), so the
-    cost is O(1) per (T, p) for any T (relative accuracy ~1e-12, checked against the direct sum
-    in the tests).
+    CDF is the regularised incomplete beta function, P(S <= m) = I_{1-p}(T - m, m + 1) =
+    p pmf(m) cf, with cf its continued fraction (run to convergence: ~0.4 sqrt(T) steps near
+    p = 1/2) and the pmf in Loader's saddle-point form (no log-gamma cancellation); when
+    1 - p is above the fraction's fast-convergence point the symmetric form 1 - I_p(m + 1, T - m)
+    is used. Relative error about 2e-15 (|log P| + sqrt(T)/2), P the returned value (the second
+    term is the fraction's accumulated rounding): below 2e-13 for T <= 1e4 and P >= 1e-30,
+    below 1e-12 for T <= 1e6 (measured 6e-13), 1e-11 at T = 1e8 (checked against exact rational
+    sums for T <= 2000 and SciPy's Boost ibeta up to 1e8); jax's betainc instead loses ~T 1e-15
+    (1e-9 at T = 1e6) to cancelling log-gammas and stops after 600 steps.
 
     Args:
       T: number of votes, non-negative integers (any shape; concrete, not traced).
@@ -158,16 +196,25 @@ def majority_error(T, p):
     V.integer("T", T)
     T = jnp.asarray(T, V.F64)
     p = V.probability("p", p)
-    return _majority_error(T, p)
+    return _majority_error(*jnp.broadcast_arrays(T, p))
 
 
 @jax.jit
 def _majority_error(T, p):
     m = jnp.floor((T - 1.0) / 2.0)  # the largest k with 2k < T (-1 when T = 0)
-    below = jnp.where(m >= 0, betainc(jnp.maximum(T - m, 1.0), jnp.maximum(m + 1.0, 1.0), 1.0 - p), 0.0)
-    half = T / 2.0
-    tie = jnp.where(jnp.mod(T, 2.0) == 0, jnp.exp(_binom_logpmf(half, T, p)), 0.0)
-    return below + 0.5 * tie
+    interior = (p > 0) & (p < 1) & (m >= 0)
+    pi = jnp.where(interior, p, 0.5)
+    Ti, mi = jnp.where(interior, T, 1.0), jnp.where(interior, m, 0.0)
+    a, b, x = Ti - mi, mi + 1.0, 1.0 - pi
+    direct = x < (a + 1.0) / (a + b + 2.0)
+    cf = _betacf(jnp.where(direct, a, b), jnp.where(direct, b, a), jnp.where(direct, x, pi))
+    below = jnp.where(direct, pi * N.binom_pmf(mi, Ti, pi) * cf, 1.0 - (1.0 - pi) * N.binom_pmf(mi + 1.0, Ti, pi) * cf)
+    # p = 0: every vote wrong (S = 0); p = 1: S = T; T = 0: no vote (m = -1)
+    below = jnp.where(interior, below, jnp.where((p == 0) & (m >= 0), 1.0, 0.0))
+    even = jnp.mod(T, 2.0) == 0
+    half = jnp.where(even, T / 2.0, 0.0)
+    tie_pmf = jnp.where((p > 0) & (p < 1), N.binom_pmf(half, T, pi), jnp.where(p == 0, half == 0, half == T))
+    return below + 0.5 * jnp.where(even, tie_pmf, 0.0)
 
 
 # --------------------------------------------------------------------------- Theorem 3
@@ -330,8 +377,11 @@ def score_flagger(u, hard, weights, keep_rate):
 
     Among all (randomised) rules with E[keep] = keep_rate, the Neyman-Pearson rule keeps
     contexts in decreasing order of P(hard | x) = hard(x); when u is monotone in that
-    likelihood ratio (the MLR assumption) this is a threshold on u. Ties at the threshold are
-    kept with a probability that makes the keep rate exact.
+    likelihood ratio (the MLR assumption) this is a threshold on u. It is a threshold rule in
+    u alone: every context with u above the threshold is kept, and the contexts tied at the
+    threshold are kept with one common probability that makes the keep rate exact, so the
+    result does not depend on the order of the contexts. Exact up to the rounding of the
+    cumulative weights (absolute error ~1e-16 times the number of contexts).
 
     Args:
       u: score per context (K,), larger = more likely hard (used for ordering).
@@ -346,11 +396,12 @@ def score_flagger(u, hard, weights, keep_rate):
     w = V.prob_vector("weights", weights)
     V.same_shape(u=u, hard=h, weights=w)
     beta = V.interval("keep_rate", keep_rate, 0.0, 1.0)
-    order = jnp.argsort(-u, stable=True)
-    cw = jnp.cumsum(w[order])
-    prev = cw - w[order]
-    frac = jnp.clip((beta - prev) / jnp.where(w[order] > 0, w[order], 1.0), 0.0, 1.0)
-    keep = jnp.zeros_like(w).at[order].set(frac)
+    order = jnp.argsort(-u)
+    su = -u[order]  # increasing
+    cw = jnp.concatenate([jnp.zeros(1, w.dtype), jnp.cumsum(w[order])])
+    above = cw[jnp.searchsorted(su, -u, side="left")]  # mass with a strictly larger score
+    group = cw[jnp.searchsorted(su, -u, side="right")] - above  # mass tied with this score
+    keep = jnp.where(group > 0, jnp.clip((beta - above) / jnp.where(group > 0, group, 1.0), 0.0, 1.0), above < beta)
     alpha_ = jnp.sum(w * h)
     tau = jnp.sum(w * h * keep) / alpha_
     phi = jnp.sum(w * (1.0 - h) * keep) / (1.0 - alpha_)
@@ -363,8 +414,6 @@ def _eta(eta, gamma):
     h = V.positive("eta", eta)
     ce, cg = V.concrete(eta), V.concrete(gamma)
     if ce is not None and cg is not None:
-        import numpy as np
-
         bad = np.broadcast_to(ce, np.broadcast_shapes(np.shape(ce), np.shape(cg))) >= cg
         if np.any(bad):
             raise ValueError(f"eta must lie in (0, gamma); got eta={V._fmt(ce)} with gamma={V._fmt(cg)}")

@@ -7,6 +7,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import gammaln
 
 from murphyjax.theory import murphy as M
 from murphyjax.theory.checks._core import Row, check, f
@@ -47,7 +48,7 @@ def _optimal_test_error(n, alpha, eps):
     """
     h = np.arange(n + 1.0)
     a = np.asarray(alpha, float)[:, None]
-    logp = (M.gammaln(n + 1.0) - M.gammaln(h + 1.0) - M.gammaln(n - h + 1.0))[None, :] + (
+    logp = (gammaln(n + 1.0) - gammaln(h + 1.0) - gammaln(n - h + 1.0))[None, :] + (
         h * np.log(a) + (n - h) * np.log1p(-a))                                    # (A, n+1)
     errs = M.majority_error(h[:, None], 0.5 + np.asarray(eps, float)[None, :])   # (n+1, E)
     return np.exp(np.asarray(logp)) @ np.asarray(errs)
