@@ -201,7 +201,9 @@ def config_hash(cfg: LLMLabConfig) -> str:
 
 
 LLM_PRESETS = {
-    "quick": LLMLabConfig(),
+    # interventions on three methods (one of each kind) and one point per extra pressure knob: the
+    # surrogate's LLM section stays near two minutes on 2 CPU cores
+    "quick": LLMLabConfig(variant_methods=("ppo", "dpo", "bon"), kl_coefs=(0.2,), dpo_betas=(0.3,), rhos=(0.0, 1.0)),
     "llm": LLMLabConfig(
         model="smollm2-135m", prompt_len=40, completion_len=20, tasks=("sycophancy",), n_demos=256,
         n_pairs=256, n_prompts=128, n_eval=64, ref_steps=30, ref_lr=2e-5, ref_batch=8, rm_steps=40, rm_lr=2e-5,

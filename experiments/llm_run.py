@@ -61,15 +61,18 @@ def _hash_of(stored: dict) -> str:
 
 
 def _seed_units(cfg, setup, seed, todo, log, progress) -> tuple[dict, list]:
-    """Every unit of one (task, seed): reward models on demand, then the unfinished runs."""
+    """Every unit of one (task, seed): the unfinished runs, training (or loading) a reward model only for
+    a channel that still has one to run."""
     cache, rms, runs = {}, {}, []
     for method, variant, sweep in todo:
         key = run_key(method, variant, sweep, seed)
         channel = M.channel_for(method, variant)
-        if channel not in cache:
-            cache[channel] = lab.reward_model(cfg, setup, channel, seed, log)
-            rms[f"{channel}_s{seed}"] = cache[channel][1]
-        rec = setup.store.get(key)
+        rec, rm_rec = setup.store.get(key), setup.store.get(f"rm_{channel}_s{seed}")
+        if rec is None or rm_rec is None:
+            if channel not in cache:
+                cache[channel] = lab.reward_model(cfg, setup, channel, seed, log)
+            rm_rec = cache[channel][1]
+        rms[f"{channel}_s{seed}"] = rm_rec
         if rec is None:
             rm, rm_rec, labels = cache[channel]
             ctx = M.Ctx(cfg, setup, method, variant, seed, rm, rm_rec, labels, log,

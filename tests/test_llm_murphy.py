@@ -13,7 +13,7 @@ MICRO = dict(d_model=32, layers=1, heads=2, kv_heads=1, n_demos=96, n_pairs=64, 
              ref_batch=16, rm_steps=4, rm_batch=8, seeds=1, eval_points=1, sft_steps=2, pref_steps=2, pref_batch=8,
              rl_iters=2, rl_prompts=8, group_size=2, bon_samples=4, rest_iters=1, rest_samples=2, rest_steps=2,
              methods=("sft", "dpo", "ppo", "bon"), variants=("base", "maps", "route"), kl_coefs=(0.2,), dpo_betas=(),
-             temperatures=(0.7, 1.0), rhos=(0.0, 1.0), workers=1)
+             temperatures=(0.7, 1.0), rhos=(0.0, 1.0), workers=1, variant_methods=())
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,9 @@ def test_section_writes_figures_tables_and_data(micro_run):
         assert (out / f"fig_llm_{kind}_sycophancy.png").stat().st_size > 1000
     assert (out / "llm_points.parquet").exists() and (out / "llm" / "sycophancy" / "data" / "eval.parquet").exists()
     mt = tables["llm_method_table"]
-    assert {(r["method"], r["variant"]) for r in mt} == {(m, v) for m in cfg.methods for v in llm_methods.VALID[m]
-                                                        if v in cfg.variants}
+    assert {(r["method"], r["variant"]) for r in mt} == {
+        (m, v) for m in cfg.methods for v in llm_methods.VALID[m]
+        if v in cfg.variants and (v == "base" or not cfg.variant_methods or m in cfg.variant_methods)}
     for r in tables["llm_points"]:
         if r["pressure"] == 0 and r["method"] != "bon":
             assert r["gap"] == 0.0 and r["kl_exact"] == 0.0  # every run starts at the reference
