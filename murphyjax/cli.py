@@ -28,6 +28,49 @@ class UsageError(Exception):
     """A bad option value found after parsing; reported like an argparse error."""
 
 
+def _writable_target(flag: str, path: str, *, folder: bool) -> None:
+    """Refuse, before any work, a path that cannot be written: an existing entry of the wrong kind, an
+    ancestor that is a file, or a nearest existing ancestor that is not writable."""
+    p = os.path.abspath(os.path.expanduser(path))
+    if os.path.exists(p):
+        if folder and not os.path.isdir(p):
+            raise UsageError(f"{flag}: {path} is a file, not a folder")
+        if not folder and os.path.isdir(p):
+            raise UsageError(f"{flag}: {path} is a folder, not a file")
+        if not os.access(p if folder else os.path.dirname(p), os.W_OK):
+            raise UsageError(f"{flag}: {path} is not writable")
+        return
+    parent = os.path.dirname(p)
+    if not folder and not os.path.isdir(parent):
+        raise UsageError(f"{flag}: the folder {os.path.dirname(path) or '.'} does not exist")
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"{flag}: {path} lies under {parent}, which is a file")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{flag}: {path} cannot be created ({parent} is not writable)")
+
+
+def _check_out(path: str | None, force: bool) -> None:
+    """``--out`` must be writable and either new, empty, or a murphyjax run folder (its config.json names a
+    preset); anything else is the user's own folder and is refused unless ``--force``."""
+    if path is None:
+        return
+    _writable_target("--out", path, folder=True)
+    p = os.path.expanduser(path)
+    if force or not os.path.isdir(p) or not os.listdir(p):
+        return
+    try:
+        with open(os.path.join(p, "config.json")) as fh:
+            cfg = json.load(fh)
+        ours = isinstance(cfg, dict) and "preset" in cfg
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise UsageError(f"--out: {path} is a non-empty folder that is not a murphyjax run folder; choose another "
+                         "folder or pass --force to write into it")
+
+
 def _nonneg_int(s: str) -> int:
     try:
         v = int(s)
@@ -99,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a config field, e.g. --set seeds=3 --set n_grid=64,128 (repeatable)")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar")
     rp.add_argument("--no-llm", action="store_true", help="quick preset: skip the LLM section")
+    rp.add_argument("--force", action="store_true",
+                    help="write into --out even if it is a non-empty folder that is not a murphyjax run folder")
     rp.add_argument("--finished-only", action="store_true",
                     help="llm preset: write the report from the runs already finished in --out, computing nothing "
                          "(a run in progress; the report says how many of the planned runs it holds)")
@@ -109,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _reproduce(args) -> int:
     from murphyjax.experiments.reproduce import ConfigError, cli as reproduce_cli
 
+    _check_out(args.out, args.force)
     try:
         return reproduce_cli(args)
     except ConfigError as e:
@@ -119,6 +165,8 @@ def _theory_check(args) -> int:
     from murphyjax.theory.checks import run_all
     from murphyjax.report_text import theory_table
 
+    if args.json and args.json != "-":
+        _writable_target("--json", args.json, folder=False)
     rows = run_all(seed=args.seed, select=args.select)
     if args.select and not rows:
         raise UsageError(f"--select: no check id starts with {args.select!r}")

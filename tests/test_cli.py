@@ -54,3 +54,25 @@ def test_theory_check_select_and_json(tmp_path, capsys):
     rows = json.loads(path.read_text())
     assert {r["id"] for r in rows} == {"lemma1.kappa", "lemma1.kappa_bregman", "lemma1.bound"}
     assert all(r["passed"] for r in rows)
+
+
+def test_unwritable_or_foreign_output_paths_are_refused_before_any_work(tmp_path):
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    mine = tmp_path / "my_folder"
+    mine.mkdir()
+    (mine / "report.md").write_text("my own notes")
+    cases = [
+        (("reproduce", "--out", str(afile)), "is a file, not a folder"),
+        (("reproduce", "--out", str(afile / "sub")), "which is a file"),
+        (("reproduce", "--out", str(mine)), "not a murphyjax run folder"),
+        (("theory", "check", "--json", str(tmp_path / "missing" / "x.json")), "does not exist"),
+        (("theory", "check", "--json", str(tmp_path)), "is a folder, not a file"),
+    ]
+    for args, needle in cases:
+        out = run(*args)
+        assert out.returncode == 2, (args, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], (args, out.stderr)
+        assert "Traceback" not in out.stderr
+    assert (mine / "report.md").read_text() == "my own notes"  # untouched
