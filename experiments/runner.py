@@ -17,6 +17,7 @@ and of the simulator's source code.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Callable
 
@@ -120,6 +121,22 @@ def _save_atomic(path: str, arrays: dict):
     os.replace(tmp, path)
 
 
+def _readable(path: str) -> bool:
+    """A saved chunk loads completely; a truncated or corrupt one is reported in one line, removed and
+    recomputed (atomic saves make this rare: a disk error, a copy cut short)."""
+    import zipfile
+
+    try:
+        with np.load(path) as z:
+            for k in z.files:
+                z[k]
+        return True
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        print(f"murphyjax: {path} is unreadable ({type(e).__name__}); recomputing it", file=sys.stderr)
+        os.remove(path)
+        return False
+
+
 def code_hash() -> str:
     """Hash of the simulator's source (bandits/*.py, lab.py, runner.py): a code change never reuses
     chunks computed by older code."""
@@ -152,7 +169,7 @@ def run(cfg: LabConfig, out_dir: str, *, devices=None, progress: bool = True,
     store = store_dir(out_dir, cfg)
     os.makedirs(store, exist_ok=True)
     paths = [os.path.join(store, f"chunk_{i:04d}.npz") for i in range(len(plan))]
-    done = [os.path.exists(p) for p in paths]
+    done = [os.path.exists(p) and _readable(p) for p in paths]
     bar = None
     if progress:
         from tqdm.auto import tqdm

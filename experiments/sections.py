@@ -83,7 +83,21 @@ def prefetch_theory_checks(seed, out):
         code += f"from murphyjax._cache import enable_compilation_cache\nenable_compilation_cache({cache!r})\n"
     code += f"from murphyjax.experiments.sections import _theory_checks\n_theory_checks({seed!r}, {out!r})\n"
     _prefetch[(seed, out)] = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
-                                              stderr=subprocess.DEVNULL)
+                                              stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+
+
+def die_with_parent() -> None:
+    """In a child process (``preexec_fn``): ask Linux to SIGKILL it when its parent dies, so a killed run
+    leaves no helper writing into its folder (prctl PR_SET_PDEATHSIG; a no-op elsewhere)."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))
+        except (OSError, AttributeError):
+            pass
 
 
 def _theory_checks(seed, out):

@@ -148,3 +148,43 @@ def test_write_csv_writes_numpy_floats_as_plain_numbers(tmp_path):
     (row,) = csv.DictReader(path.open())
     assert row == {"a": "0.1", "b": "0.25", "c": "0.5", "d": "3"}
     assert float(row["a"]) == 0.1
+
+
+def test_a_truncated_chunk_is_reported_and_recomputed(reference, tmp_path, capsys):
+    out = str(tmp_path)
+    runner.run(tiny(), out, progress=False)
+    path = os.path.join(runner.store_dir(out, tiny()), "chunk_0000.npz")
+    data = pathlib.Path(path).read_bytes()
+    pathlib.Path(path).write_bytes(data[: len(data) // 2])
+    _, arrays, info = runner.run(tiny(), out, progress=False)
+    assert info["chunks_computed"] == 1 and "unreadable" in capsys.readouterr().err
+    for k, v in reference[1].items():
+        np.testing.assert_array_equal(arrays[k], v, err_msg=k)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's prctl")
+def test_helper_processes_die_with_their_parent():
+    code = textwrap.dedent("""
+        import subprocess, sys, time
+        from murphyjax.experiments.sections import die_with_parent
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], preexec_fn=die_with_parent)
+        print(p.pid, flush=True)
+        time.sleep(120)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    assert _alive(child)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 20
+    while _alive(child) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
