@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 
 METHODS = ("sft", "ppo", "grpo", "dpo", "ipo", "fdpo", "cai", "rest", "bon")
 # flag = routing through a simulated noisy (tau, phi) flagger of the true hardness; learned = routing
@@ -136,12 +137,23 @@ class LLMLabConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{k} must be an integer >= 0; got {v!r}")
         for k in ("ref_lr", "rm_lr", "sft_lr", "pref_lr", "rl_lr", "rest_lr", "dpo_beta", "ipo_tau"):
-            if not getattr(self, k) > 0:
-                raise ValueError(f"{k} must be > 0; got {getattr(self, k)!r}")
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+                raise ValueError(f"{k} must be a finite number > 0; got {v!r}")
         for k in ("dpo_betas", "temperatures"):
-            if not all(x > 0 for x in getattr(self, k)):
-                raise ValueError(f"every entry of {k} must be > 0; got {getattr(self, k)!r}")
-        if not all(x >= 0 for x in self.kl_coefs) or not self.kl_coef >= 0:
+            if not all(isinstance(x, (int, float)) and 0 < x < math.inf for x in getattr(self, k)):
+                raise ValueError(f"every entry of {k} must be a finite number > 0; got {getattr(self, k)!r}")
+        for k in ("temperatures", "rhos", "tasks", "methods"):
+            if not getattr(self, k):
+                raise ValueError(f"{k} must not be empty")
+        from murphyjax import losses
+
+        if self.fdpo_divergence not in losses.F_DIVERGENCES:
+            raise ValueError(f"fdpo_divergence must be one of {losses.F_DIVERGENCES}; got {self.fdpo_divergence!r}")
+        if self.model == "tiny" and (self.d_model % self.heads or self.heads % self.kv_heads):
+            raise ValueError(f"heads must divide d_model and kv_heads must divide heads; got d_model={self.d_model}, "
+                             f"heads={self.heads}, kv_heads={self.kv_heads}")
+        if not all(0 <= x < math.inf for x in self.kl_coefs) or not 0 <= self.kl_coef < math.inf:
             raise ValueError(f"kl_coef and kl_coefs must be >= 0; got {self.kl_coef!r}, {self.kl_coefs!r}")
         if not all(r >= 0 and (1 + r) * self.alpha < 1 for r in self.rhos):
             raise ValueError(f"every entry of rhos must be >= 0 with (1 + rho) alpha < 1; got {self.rhos!r}")

@@ -77,7 +77,12 @@ def test_a_different_configuration_in_the_same_folder_is_refused(micro_run):
 @pytest.mark.parametrize("kw, needle", [({"seeds": 0}, "seeds"), ({"model": "gpt"}, "model"), ({"methods": ("x",)}, "methods"),
                                         ({"variants": ("maps",)}, "base"), ({"rhos": (5.0,)}, "rhos"),
                                         ({"maps_tau": 0.1, "maps_phi": 0.2}, "maps_tau"), ({"rest_keep": 0.0}, "rest_keep"),
-                                        ({"pref_lr": 0.0}, "pref_lr")])
+                                        ({"pref_lr": 0.0}, "pref_lr"), ({"rl_lr": float("inf")}, "rl_lr"),
+                                        ({"fdpo_divergence": "hellinger"}, "fdpo_divergence"),
+                                        ({"d_model": 90, "heads": 4}, "heads must divide d_model"),
+                                        ({"heads": 4, "kv_heads": 3}, "kv_heads must divide heads"),
+                                        ({"temperatures": ()}, "temperatures"), ({"variant_seeds": 9}, "variant_seeds"),
+                                        ({"variant_methods": ("rest",), "methods": ("dpo",)}, "variant_methods")])
 def test_bad_configuration_values_name_the_field(kw, needle):
     with pytest.raises(ValueError, match=needle):
         LLMLabConfig(**kw)
