@@ -93,13 +93,24 @@ def environment(info: dict) -> dict:
     import jax
 
     pk = {}
-    for name in ("murphyjax", "jax", "jaxlib", "numpy", "scipy", "matplotlib", "tqdm", "flax", "optax"):
+    for name in ("murphyjax", "jax", "jaxlib", "numpy", "scipy", "matplotlib", "tqdm", "flax", "optax", "transformers"):
         try:
             pk[name] = md.version(name)
         except md.PackageNotFoundError:
             pk[name] = None
     return {"python": sys.version, "platform": platform.platform(), "packages": pk,
-            "devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(), **info}
+            "devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(), "cpu_model": cpu_model(), **info}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``lscpu``'s), or the platform's processor string where /proc/cpuinfo is absent."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def main(preset: str = "quick", out: str | None = None, seed: int | None = None, overrides: dict | None = None,
