@@ -30,7 +30,9 @@ import math
 METHODS = ("sft", "ppo", "grpo", "dpo", "ipo", "fdpo", "cai", "rest", "bon")
 # flag = routing through a simulated noisy (tau, phi) flagger of the true hardness; learned = routing
 # through a probe trained on an audited set (murphyjax.align.flaggers), its (tau, phi) measured
-VARIANTS = ("base", "maps", "route", "flag", "learned")
+# maps = MAPS with a simulated (maps_tau, maps_phi) flagger of the true hacked flag; maps_learned = MAPS with
+# a probe of responses trained on an audited set, beta* at its measured (tau, phi)
+VARIANTS = ("base", "maps", "maps_learned", "route", "flag", "learned")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +65,7 @@ class LLMLabConfig:
     rm_batch: int = 32
     # methods
     methods: tuple = METHODS
-    variants: tuple = ("base", "maps", "route", "learned")
+    variants: tuple = ("base", "maps_learned", "route", "learned")
     seeds: int = 3
     variant_methods: tuple = ()  # methods that get the intervention variants (empty: every method)
     variant_seeds: int = 0  # seeds of the intervention variants (0: all seeds); base runs first, then variants
@@ -222,7 +224,7 @@ LLM_PRESETS = {
         rm_batch=8, seeds=5, variant_seeds=3, eval_points=5, sft_steps=20, sft_lr=1e-5, pref_steps=20, pref_lr=2e-5,
         pref_batch=4, dpo_betas=(), rl_iters=10, rl_lr=1e-5, rl_prompts=8, kl_coefs=(), bon_samples=32, rest_iters=5,
         rest_samples=2, rest_steps=6, rest_lr=1e-5, temperatures=(0.7, 1.0), rhos=(0.0, 1.0),
-        methods=("sft", "ppo", "grpo", "dpo", "ipo", "rest", "bon", "cai"), variants=("base", "maps", "route", "learned"),
+        methods=("sft", "ppo", "grpo", "dpo", "ipo", "rest", "bon", "cai"), variants=("base", "maps_learned", "route", "learned"),
         variant_methods=("ppo", "grpo", "dpo", "bon"), llm_judge=True, workers=1),
 }
 

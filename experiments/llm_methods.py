@@ -18,16 +18,19 @@ import time
 import jax
 import numpy as np
 
+from murphyjax import theory
 from murphyjax.experiments import llm_murphy as lab
 from murphyjax.align import codec as C
 from murphyjax.align import core, feedback, loops, preference, rl, search, tasks
 from murphyjax.monitor import OnsetMonitor
 from murphyjax.train import OptimizerConfig
 
-VALID = {"sft": ("base", "maps", "route"), "ppo": ("base", "maps", "route", "flag", "learned"),
-         "grpo": ("base", "maps", "route", "learned"), "dpo": ("base", "maps", "route", "flag", "learned"), "ipo": ("base",),
-         "fdpo": ("base",), "cai": ("base", "maps", "route"), "rest": ("base", "maps", "route"),
-         "bon": ("base", "maps", "route", "flag", "learned")}
+VALID = {"sft": ("base", "maps", "maps_learned", "route"),
+         "ppo": ("base", "maps", "maps_learned", "route", "flag", "learned"),
+         "grpo": ("base", "maps", "maps_learned", "route", "learned"),
+         "dpo": ("base", "maps", "maps_learned", "route", "flag", "learned"), "ipo": ("base",), "fdpo": ("base",),
+         "cai": ("base", "maps", "maps_learned", "route"), "rest": ("base", "maps", "maps_learned", "route"),
+         "bon": ("base", "maps", "maps_learned", "route", "flag", "learned")}
 
 
 SHIFT_FINALS = ("sft", "ppo", "grpo", "dpo", "ipo", "fdpo", "cai", "rest")  # final policy also on shifted prompts
@@ -36,9 +39,9 @@ TEMPERATURE_FINALS = ("ppo", "dpo")  # ... and at other sampling temperatures
 
 def channel_for(method: str, variant: str) -> str:
     if method == "cai":
-        return {"base": "judge", "maps": "judge", "route": "judge_route"}[variant]
-    return {"base": "crowd", "maps": "crowd", "route": "route_oracle", "flag": "route_flagger",
-            "learned": "route_learned"}[variant]
+        return {"base": "judge", "maps": "judge", "maps_learned": "judge", "route": "judge_route"}[variant]
+    return {"base": "crowd", "maps": "crowd", "maps_learned": "crowd", "route": "route_oracle",
+            "flag": "route_flagger", "learned": "route_learned"}[variant]
 
 
 def eval_points(total: int, k: int) -> list[int]:
@@ -62,9 +65,19 @@ class Ctx:
 
     @property
     def maps_beta(self) -> float:
-        if self.variant != "maps":
+        """The MAPS penalty: cfg.maps_beta, else D.3's beta* at the flagger's (tau, phi) (the simulated
+        flagger's nominal rates for ``maps``, the learned flagger's measured ones for ``maps_learned``)."""
+        if self.variant not in ("maps", "maps_learned"):
             return 0.0
-        b = self.cfg.maps_beta if self.cfg.maps_beta >= 0 else self.rm_rec["beta_star"]
+        if self.cfg.maps_beta >= 0:
+            b = self.cfg.maps_beta
+        elif self.variant == "maps":
+            b = self.rm_rec["beta_star"]
+        else:
+            rf = lab.response_flagger(self.cfg, self.setup, self.seed)
+            a = self.rm_rec["alpha_eff"]
+            b = float(theory.flagger_beta_star(self.rm_rec["cov_H_r"], a, rf["tau"], rf["phi"])) \
+                if 0 < a < 1 and rf["tau"] > rf["phi"] else float("nan")
         return float(b) if np.isfinite(b) else 0.0
 
     def rng(self, *stream) -> np.random.Generator:
@@ -74,8 +87,13 @@ class Ctx:
     def ev(self, params, **kw) -> dict:
         return lab.evaluate_policy(self.cfg, self.setup, params, self.rm, self.seed, **kw)[0]
 
-    def flags(self, hacked, rng) -> np.ndarray:
-        return feedback.flag(hacked, self.cfg.maps_tau, self.cfg.maps_phi, rng.random(len(hacked)))
+    def flags(self, hacked, rng, seqs=None) -> np.ndarray:
+        """MAPS flags of responses: the learned probe on ``seqs`` (``maps_learned``), else the simulated
+        (maps_tau, maps_phi) flagger of the true hacked flags (uniforms drawn either way: the same streams)."""
+        u = rng.random(len(hacked))
+        if self.variant == "maps_learned":
+            return lab.flag_responses(self.cfg, self.setup, self.seed, seqs)
+        return feedback.flag(hacked, self.cfg.maps_tau, self.cfg.maps_phi, u)
 
 
 def truncated(ids, cmask, stop_ids) -> np.ndarray:
@@ -86,7 +104,7 @@ def truncated(ids, cmask, stop_ids) -> np.ndarray:
 def _keys(ctx: Ctx, r, H, seqs, *stream) -> np.ndarray:
     """Selection key of the proxy-driven methods: r - missing_eos_penalty 1{truncated} (- MAPS penalty)."""
     k = r - ctx.cfg.missing_eos_penalty * truncated(seqs.ids, seqs.cmask, ctx.setup.codec.stop_ids)
-    return k - ctx.maps_beta * ctx.flags(H, ctx.rng(*stream)) if ctx.maps_beta > 0 else k
+    return k - ctx.maps_beta * ctx.flags(H, ctx.rng(*stream), seqs) if ctx.maps_beta > 0 else k
 
 
 def _monitor(ctx: Ctx):
@@ -116,7 +134,8 @@ def run_sft(ctx: Ctx) -> dict:
     keep = np.ones(len(lb["chosen"]), bool)
     if ctx.maps_beta > 0:  # MAPS for SFT: keep a flagged demonstration w.p. exp(-beta) (weight exp(-beta h_hat))
         r = ctx.rng(1)
-        keep = ~ctx.flags(lb["chosen_hacked"], r) | (r.random(len(keep)) < np.exp(-ctx.maps_beta))
+        full = C.encode_sequences(s.codec, lb["prompt"], lb["chosen"], s.P, s.N) if ctx.variant == "maps_learned" else None
+        keep = ~ctx.flags(lb["chosen_hacked"], r, full) | (r.random(len(keep)) < np.exp(-ctx.maps_beta))
     idx = np.flatnonzero(keep)
     seqs = C.encode_sequences(s.codec, [lb["prompt"][i] for i in idx], [lb["chosen"][i] for i in idx], s.P, s.N)
     mon = _monitor(ctx)
@@ -153,8 +172,8 @@ def run_preference(ctx: Ctx) -> dict:
     margin = None
     if ctx.maps_beta > 0:  # MAPS for DPO: the shaped reward r - beta h_hat is a per-pair margin
         r = ctx.rng(2)
-        margin = ctx.maps_beta * (ctx.flags(lb["rejected_hacked"], r).astype(np.float32)
-                                  - ctx.flags(lb["chosen_hacked"], r).astype(np.float32))
+        margin = ctx.maps_beta * (ctx.flags(lb["rejected_hacked"], r, rejected).astype(np.float32)
+                                  - ctx.flags(lb["chosen_hacked"], r, chosen).astype(np.float32))
     mon = _monitor(ctx)
     pts = eval_points(cfg.pref_steps, cfg.eval_points) if ctx.beta is None else [cfg.pref_steps]
     params, hist = loops.train_preference(s.graphdef, s.ref, pick(la, lbb), pick(lbb, la), chosen, rejected,
@@ -174,7 +193,7 @@ def _reward_fn(ctx: Ctx, rows: np.ndarray, it: int):
         seqs = C.Seqs(*(np.asarray(x) for x in samples.sequences()))
         r = np.asarray(core.reward_scores(s.graphdef, ctx.rm, seqs.ids, seqs.mask))
         H = np.zeros(len(r), np.float32)
-        if ctx.maps_beta > 0:
+        if ctx.maps_beta > 0 and ctx.variant == "maps":
             texts = C.decode_completions(s.codec, samples.tokens, samples.mask)
             _, H, _ = tasks.score_batch(s.task, s.train, texts, rows[index])
         return _keys(ctx, r, H, seqs, 3, it)
@@ -271,4 +290,7 @@ def run(ctx: Ctx) -> dict:
     rec.update(task=ctx.setup.kind, method=ctx.method, variant=ctx.variant, seed=ctx.seed,
                channel=channel_for(ctx.method, ctx.variant), maps_beta=ctx.maps_beta,
                sweep={"kl_coef": ctx.kl_coef, "beta": ctx.beta}, seconds=time.time() - t0)
+    if ctx.variant == "maps_learned":
+        rf = lab.response_flagger(ctx.cfg, ctx.setup, ctx.seed)
+        rec.update(maps_flagger_tau=rf["tau"], maps_flagger_phi=rf["phi"], maps_flagger_audit_pairs=rf["audit_pairs"])
     return rec

@@ -246,6 +246,49 @@ def learned_flagger(cfg, setup: Setup, seed: int) -> dict:
     return rec
 
 
+def response_flagger(cfg, setup: Setup, seed: int) -> dict:
+    """The MAPS flagger a practitioner can build: a logistic probe on the reference's features of
+    (prompt, response) sequences, trained on the responses of ``cfg.audit_prompts`` audited candidate
+    pairs (their hacked flag known), its (tau, phi) measured on the other candidate responses."""
+    from murphyjax.align import flaggers
+
+    key = f"response_flagger_s{seed}"
+    rec = setup.store.get(key)
+    if rec is not None:
+        return rec
+    c = setup.cands
+    n = len(c["prompt"])
+    if "cand_seq_features" not in setup.__dict__:
+        feats = [flaggers.sequence_features(setup.graphdef, setup.ref, *C.encode_sequences(
+            setup.codec, c["prompt"], c[k], setup.P, setup.N)[:2], 16) for k in ("response_a", "response_b")]
+        setup.cand_seq_features = np.concatenate(feats)
+    X = setup.cand_seq_features
+    H = np.concatenate([np.asarray(c["hacked_a"], bool), np.asarray(c["hacked_b"], bool)])
+    rng = _rng(cfg, setup.kind, 11, seed)
+    for _ in range(100):  # an audit set must hold both classes
+        audit = rng.choice(n, min(cfg.audit_prompts, n), replace=False)
+        rows = np.concatenate([audit, audit + n])
+        if 0 < H[rows].sum() < len(rows):
+            break
+    else:
+        raise ValueError(f"audit_prompts: {cfg.audit_prompts} audited pairs never hold a hacked response; raise it")
+    held = np.setdiff1d(np.arange(2 * n), rows)
+    probe = flaggers.fit_probe(X[rows], H[rows])
+    tau, phi = flaggers.rates(probe.predict(X[held]), H[held])
+    rec = {"audit_pairs": int(len(audit)), "audit_hacked": int(H[rows].sum()), "tau": tau, "phi": phi,
+           "probe": probe.to_json()}
+    setup.store.put(key, rec)
+    return rec
+
+
+def flag_responses(cfg, setup: Setup, seed: int, seqs) -> np.ndarray:
+    """The learned MAPS flagger's flags of (prompt, response) sequences."""
+    from murphyjax.align import flaggers
+
+    probe = flaggers.Probe.from_json(response_flagger(cfg, setup, seed)["probe"])
+    return probe.predict(flaggers.sequence_features(setup.graphdef, setup.ref, seqs.ids, seqs.mask, 16))
+
+
 def labels(cfg, setup: Setup, channel: str, seed: int) -> dict:
     rng = _rng(cfg, setup.kind, 4, seed, feedback.CHANNELS.index(channel))
     prob = setup.llm_judge_prob if channel.startswith("judge") else None
@@ -313,6 +356,7 @@ def reward_model(cfg, setup: Setup, channel: str, seed: int, log=print):
     if channel == "route_learned":
         fl = learned_flagger(cfg, setup, seed)
         rec.update(flagger_tau=fl["tau"], flagger_phi=fl["phi"], audit_prompts=fl["audit_prompts"])
+
     core.save_params(path, rm)
     setup.store.put(key, rec)
     if seed == 0:

@@ -19,9 +19,9 @@ from murphyjax.experiments import llm_aggregate as A
 from murphyjax.experiments.llm_config import LLM_PRESETS, LLMLabConfig, check_reportable, llm_preset
 from murphyjax.experiments.report import table
 
-COLORS = {"base": "C3", "maps": "C0", "route": "C2", "flag": "C1", "learned": "C8"}
-NAMES = {"base": "crowd / judge labels", "maps": "+ MAPS flagger penalty", "route": "+ oracle routing",
-         "flag": "+ simulated noisy-flagger routing", "learned": "+ learned-flagger routing"}
+COLORS = {"base": "C3", "maps": "C0", "maps_learned": "C9", "route": "C2", "flag": "C1", "learned": "C8"}
+NAMES = {"base": "crowd / judge labels", "maps": "+ MAPS (simulated flagger)", "maps_learned": "+ MAPS (learned flagger)",
+         "route": "+ oracle routing", "flag": "+ simulated noisy-flagger routing", "learned": "+ learned-flagger routing"}
 
 
 def _plt():
@@ -151,7 +151,7 @@ def _p(p):
     return "p = n/a" if not math.isfinite(p) else (f"p = {p:.3f}" if p >= 0.001 else "p < 0.001")
 
 
-def findings(cfg: LLMLabConfig, mt, it, rmt, ev_rows, gao, shift, task) -> list[str]:
+def findings(cfg: LLMLabConfig, mt, it, rmt, ev_rows, gao, shift, task, runs_of=None) -> list[str]:
     """The findings of one task, each generated from the tables with its verdict (llm_stats.verdict)."""
     from murphyjax.experiments import llm_stats as S
 
@@ -175,7 +175,8 @@ def findings(cfg: LLMLabConfig, mt, it, rmt, ev_rows, gao, shift, task) -> list[
                    + "; ".join(f"{r['method']} {_iv(r, 'true_change')}" for r in base) + ". Hard mass of the generations "
                    "(start -> final): " + "; ".join(f"{r['method']} {r['start_hacked']:.2f} -> {r['final_hacked']:.2f}"
                                                    for r in base) + ".")
-    names = {"route": "oracle routing", "maps": "the MAPS flagger penalty", "flag": "simulated noisy-flagger routing",
+    names = {"route": "oracle routing", "maps": "the MAPS penalty with a simulated flagger",
+             "maps_learned": "the MAPS penalty with the learned flagger", "flag": "simulated noisy-flagger routing",
              "learned": "learned-flagger routing"}
     for v, what in names.items():
         rows = [r for r in it if r["task"] == task and r["variant"] == v]
@@ -208,6 +209,14 @@ def findings(cfg: LLMLabConfig, mt, it, rmt, ev_rows, gao, shift, task) -> list[
                    f"{learned[0].get('audit_prompts', cfg.audit_prompts)} audited prompts): tau = "
                    + ", ".join(f"{r['flagger_tau']:.2f}" for r in learned) + "; phi = "
                    + ", ".join(f"{r['flagger_phi']:.2f}" for r in learned) + " on held-out prompts, per seed.")
+    ml = [r for r in runs_of(task) if r["variant"] == "maps_learned"] if runs_of else []
+    if ml:
+        seen = {r["seed"]: r for r in ml}
+        out.append("Learned MAPS flagger (logistic probe on the reference's features of (prompt, response), "
+                   f"{ml[0]['maps_flagger_audit_pairs']} audited candidate pairs): tau = "
+                   + ", ".join(f"{seen[k]['maps_flagger_tau']:.2f}" for k in sorted(seen)) + "; phi = "
+                   + ", ".join(f"{seen[k]['maps_flagger_phi']:.2f}" for k in sorted(seen))
+                   + " on the held-out candidate responses, per seed; D.3's beta* is taken at these rates.")
     ev = [r for r in ev_rows if r["task"] == task and r["variant"] == "base"]
     if ev:
         fired = [r for r in ev if r["onset"] is not None]
@@ -317,7 +326,8 @@ def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=pr
         fig_gap(cv, task, methods, fg["hardmass"], y="hacked", ylabel="hard mass (fraction hacked)")
         fig_proxy_true(cv, gao, task, methods, fg["proxy_true"])
         fig_pressure(cfg, cv, sw, task, fg["pressure"])
-        B += [(h3, f"Task: {task}"), ("ul", findings(cfg, mt, it, rmt, evt, gao, shift, task)),
+        B += [(h3, f"Task: {task}"), ("ul", findings(cfg, mt, it, rmt, evt, gao, shift, task,
+                                                               runs_of=lambda t: res.get(t, {}).get("runs", []))),
               ("img", fg["G"], f"{task}: the paper's gap G = U(pi+) - U(pi) vs d per method and intervention "
                                "(median, band = range over seeds)"),
               ("img", fg["gap"], f"{task}: proxy-minus-true divergence (reference sds) vs d"),

@@ -37,6 +37,14 @@ def test_probe_separates_a_learnable_feature_and_not_noise():
     assert abs(tau - phi) < 0.1  # no better than chance on held-out data
 
 
+def test_probe_roundtrips_through_json():
+    rng = np.random.default_rng(3)
+    X, y = _mixture(30, 3.0, rng)
+    p = flaggers.fit_probe(X, y)
+    q = flaggers.Probe.from_json(__import__("json").loads(__import__("json").dumps(p.to_json())))
+    np.testing.assert_array_equal(q.logit(X), p.logit(X))
+
+
 def test_rates_and_bad_audit_sets():
     assert flaggers.rates([1, 0, 1, 0], [1, 1, 0, 0]) == (0.5, 0.5)
     assert flaggers.rates([1, 0, 1, 1], [1, 1, 0, 0]) == (0.5, 1.0)

@@ -12,7 +12,7 @@ from murphyjax.experiments.llm_config import LLMLabConfig, llm_preset
 MICRO = dict(d_model=32, layers=1, heads=2, kv_heads=1, n_demos=96, n_pairs=64, n_prompts=32, n_eval=16, ref_steps=6,
              ref_batch=16, rm_steps=4, rm_batch=8, seeds=1, eval_points=1, sft_steps=2, pref_steps=2, pref_batch=8,
              rl_iters=2, rl_prompts=8, group_size=2, bon_samples=4, rest_iters=1, rest_samples=2, rest_steps=2,
-             methods=("sft", "dpo", "ppo", "bon"), variants=("base", "maps", "route"), kl_coefs=(0.2,), dpo_betas=(),
+             methods=("sft", "dpo", "ppo", "bon"), variants=("base", "maps", "maps_learned", "route", "learned"), kl_coefs=(0.2,), dpo_betas=(),
              temperatures=(0.7, 1.0), rhos=(0.0, 1.0), workers=1, variant_methods=())
 
 
@@ -38,6 +38,10 @@ def test_section_writes_figures_tables_and_data(micro_run):
             assert r["gap"] == 0.0 and r["kl_exact"] == 0.0  # every run starts at the reference
     assert {r["temperature"] for r in tables["llm_temperature"]} == {0.7, 1.0}
     assert {r["shift"] for r in tables["llm_shift"]} == {0.0, 1.0}
+    learned = [r for r in llm_run.collect_llm(cfg, out)[0]["sycophancy"]["runs"] if r["variant"] == "maps_learned"]
+    assert learned and all(0 <= r["maps_flagger_tau"] <= 1 and 0 <= r["maps_flagger_phi"] <= 1 for r in learned)
+    fl = json.loads((out / "llm" / "sycophancy" / "flagger_s0.json").read_text())
+    assert len(fl["flags"]) == cfg.n_pairs and 0 <= fl["tau"] <= 1
     from murphyjax.experiments import report
 
     md = report.render_md(blocks)

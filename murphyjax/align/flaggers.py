@@ -1,10 +1,11 @@
 """Flaggers a practitioner can build: a logistic probe on a model's features, trained on a small audited set.
 
-The routing interventions (paper v3 Theorem 3, App. D.3) need a flagger h(x) of hard prompts. The
+The routing interventions (paper v3 Theorem 3) need a flagger h(x) of hard prompts, MAPS (App. D.3)
+a flagger h(x, y) of hacked responses. The
 oracle h(x) = 1{x hard} is the labelled upper bound; what a practitioner has is a small audited
 set of prompts whose hardness a careful annotator has checked. ``fit_probe`` trains an
 L2-regularised logistic regression on features of those prompts (mean-pooled final hidden states of
-the reference policy, ``prompt_features``); ``rates`` measures its true- and false-positive rates
+the reference policy, ``prompt_features``; for responses, ``sequence_features``); ``rates`` measures its true- and false-positive rates
 (tau, phi) on held-out prompts, which are the numbers Theorem 3's and D.3's predictions take.
 
     X = prompt_features(graphdef, ref, ids, mask, batch=16)
@@ -36,9 +37,21 @@ def prompt_features(graphdef, params, ids, mask, batch: int) -> np.ndarray:
     return np.asarray(core.batched(functools.partial(_pooled, graphdef, params), [ids, mask], batch), np.float64)
 
 
+@functools.partial(jax.jit, static_argnames="graphdef")
+def _last(graphdef, params, ids, mask):
+    h, _ = core.hidden(graphdef, params, ids, mask)
+    return jnp.take_along_axis(h, core.last_index(mask)[:, None, None], 1)[:, 0].astype(jnp.float32)
+
+
+def sequence_features(graphdef, params, ids, mask, batch: int) -> np.ndarray:
+    """Final hidden state at the last valid token of (prompt, response) sequences, (n, D) float64 (the
+    position a reward model's head reads): features for a flagger of responses."""
+    return np.asarray(core.batched(functools.partial(_last, graphdef, params), [ids, mask], batch), np.float64)
+
+
 @dataclasses.dataclass(frozen=True)
 class Probe:
-    """A logistic probe: flag = 1{w . (x - mean) / scale + b > 0}."""
+    """A logistic probe: flag = 1{w . (x - mean) / scale + b > 0}; ``to_json`` / ``from_json`` store it."""
 
     w: np.ndarray
     b: float
@@ -50,6 +63,13 @@ class Probe:
 
     def predict(self, X) -> np.ndarray:
         return self.logit(X) > 0
+
+    def to_json(self) -> dict:
+        return {"w": self.w.tolist(), "b": self.b, "mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Probe":
+        return cls(np.asarray(d["w"]), float(d["b"]), np.asarray(d["mean"]), np.asarray(d["scale"]))
 
 
 def fit_probe(X, y, l2: float = 1.0, iters: int = 50) -> Probe:
