@@ -144,7 +144,9 @@ def fig_pressure(cfg, cv, sweeps, task, path):
 
 # --------------------------------------------------------------------------- findings
 def _iv(r, k, f="+.3f"):
-    return f"{r[k]:{f}} [{r[k + '_lo']:{f}}, {r[k + '_hi']:{f}}]"
+    lo, hi = r[k + "_lo"], r[k + "_hi"]
+    ci = f"[{lo:{f}}, {hi:{f}}]" if math.isfinite(lo) and math.isfinite(hi) else "[no interval: one seed]"
+    return f"{r[k]:{f}} {ci}"
 
 
 def _p(p):
@@ -184,11 +186,11 @@ def findings(cfg: LLMLabConfig, mt, it, rmt, ev_rows, gao, shift, task, runs_of=
             continue
         parts = []
         for r in rows:
-            parts.append(f"{r['method']}: slope {r['slope_diff']:+.3f} [{r['slope_lo']:+.3f}, {r['slope_hi']:+.3f}] "
-                         f"({r['slope_lowers']}), intercept {r['intercept_diff']:+.3f} [{r['intercept_lo']:+.3f}, "
-                         f"{r['intercept_hi']:+.3f}] ({r['intercept_lowers']}), G at matched KL {r['matched_G_diff']:+.3f} "
-                         f"[{r['matched_G_lo']:+.3f}, {r['matched_G_hi']:+.3f}] ({r['matched_G_lowers']}); G still grows "
-                         f"with pressure: {r['still_grows']}")
+            iv = {k: _iv({k: r[f"{k}_diff"], f"{k}_lo": r[f"{k}_lo"], f"{k}_hi": r[f"{k}_hi"]}, k)
+                  for k in ("slope", "intercept", "matched_G")}
+            parts.append(f"{r['method']}: slope {iv['slope']} ({r['slope_lowers']}), intercept {iv['intercept']} "
+                         f"({r['intercept_lowers']}), G at matched KL {iv['matched_G']} ({r['matched_G_lowers']}); "
+                         f"G still grows with pressure: {r['still_grows']}")
         out.append(f"Claim (MAPS): {what} lowers the slope or the intercept of G without removing its dependence on "
                    f"pressure. Variant minus base on the same seeds ({rows[0]['seeds']}), verdict on 'lowers' in "
                    "brackets: " + "; ".join(parts) + ".")
