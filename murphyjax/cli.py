@@ -53,7 +53,7 @@ def _writable_target(flag: str, path: str, *, folder: bool) -> None:
 
 def _check_out(path: str | None, force: bool) -> None:
     """``--out`` must be writable and either new, empty, or a murphyjax run folder (its config.json names a
-    preset); anything else is the user's own folder and is refused unless ``--force``."""
+    preset, or it holds a run store); anything else is the user's own folder and is refused unless ``--force``."""
     if path is None:
         return
     _writable_target("--out", path, folder=True)
@@ -66,6 +66,8 @@ def _check_out(path: str | None, force: bool) -> None:
         ours = isinstance(cfg, dict) and "preset" in cfg
     except (OSError, ValueError):
         ours = False
+    # a run's stores (an LLM run's llm/config.json, the laboratory's chunks/) also mark it as ours
+    ours = ours or os.path.isfile(os.path.join(p, "llm", "config.json")) or os.path.isdir(os.path.join(p, "chunks"))
     if not ours:
         raise UsageError(f"--out: {path} is a non-empty folder that is not a murphyjax run folder; choose another "
                          "folder or pass --force to write into it")

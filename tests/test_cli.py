@@ -62,7 +62,11 @@ def test_unwritable_or_foreign_output_paths_are_refused_before_any_work(tmp_path
     mine = tmp_path / "my_folder"
     mine.mkdir()
     (mine / "report.md").write_text("my own notes")
+    store = tmp_path / "run_store"  # a run folder holding only an LLM run store is ours (resume from records)
+    (store / "llm").mkdir(parents=True)
+    (store / "llm" / "config.json").write_text(json.dumps({"hash": "0", "config": {"seed": 7}}))
     cases = [
+        (("reproduce", "--preset", "llm", "--out", str(store), "--finished-only"), "holds no LLM run of this configuration"),
         (("reproduce", "--out", str(afile)), "is a file, not a folder"),
         (("reproduce", "--out", str(afile / "sub")), "which is a file"),
         (("reproduce", "--out", str(mine)), "not a murphyjax run folder"),
