@@ -163,7 +163,7 @@ def findings(cfg: LLMLabConfig, mt, it, rmt, ev_rows, gao, shift, task, runs_of=
         by = {v: [r["method"] for r in base if r["grows"] == v] for v in (S.HOLDS, S.FAILS, S.UNDECIDED)}
         out.append(f"Claim (paper v1): the gap G = U(pi+) - U(pi) grows with optimisation pressure d = sqrt(KL). "
                    f"Holds (one-sided p < {S.ALPHA} and the 90 % interval of the mean slope above 0) for "
-                   f"{', '.join(by[S.HOLDS]) or 'no method'}; does not hold (slope interval below 0) for "
+                   f"{', '.join(by[S.HOLDS]) or 'no method'}; does not hold (G falls: the same test and interval below 0) for "
                    f"{', '.join(by[S.FAILS]) or 'no method'}; undecided at {base[0]['seeds']} seeds for "
                    f"{', '.join(by[S.UNDECIDED]) or 'no method'}.")
         out.append("Slope of G per unit d (mean over seeds [90 % bootstrap interval], one-sided p): " + "; ".join(

@@ -11,7 +11,7 @@ where it occurs, and its final point. Across seeds:
 * "G grows with pressure" is tested one-sided on the per-seed slopes (Student t, H0: mean slope <= 0,
   ``t_greater``); an intervention's change (variant minus base on the same seeds) likewise;
 * a verdict (``verdict``) is "holds" when p < ``ALPHA`` and the 90 % interval excludes 0 on the claimed
-  side, "does not hold" when the interval lies wholly on the other side, else "undecided"; with fewer
+  side, "does not hold" when the same is true of the opposite sign, else "undecided"; with fewer
   than ``MIN_SEEDS`` seeds it is always "undecided".
 """
 
@@ -63,15 +63,16 @@ def t_greater(x) -> float:
 def verdict(p: float, lo: float, hi: float, n: int, direction: int = 1) -> str:
     """The verdict on "the effect has sign ``direction``" (+1: positive, -1: negative).
 
-    holds: n >= MIN_SEEDS, p < ALPHA and the interval excludes 0 on that side; does not hold: the
-    interval lies wholly on the other side of 0; undecided otherwise (including too few seeds).
+    holds: n >= MIN_SEEDS, p < ALPHA and the interval excludes 0 on that side; does not hold: the same
+    on the other side (1 - p < ALPHA, the one-sided test of the opposite sign, and the interval wholly
+    there); undecided otherwise (including too few seeds).
     """
     if n < MIN_SEEDS or not all(map(math.isfinite, (p, lo, hi))):
         return UNDECIDED
     lo_s, hi_s = (lo, hi) if direction > 0 else (-hi, -lo)
     if p < ALPHA and lo_s > 0:
         return HOLDS
-    if hi_s < 0:
+    if 1.0 - p < ALPHA and hi_s < 0:
         return FAILS
     return UNDECIDED
 
