@@ -37,6 +37,7 @@ def test_bootstrap_interval_is_reproducible_and_covers_at_about_its_level():
     (np.array([0.5, -0.4, 0.1, -0.2, 0.05]), S.UNDECIDED),  # noise around 0
     (np.array([1.0]), S.UNDECIDED),  # one seed can decide nothing
     (np.array([0.0, 0.0, 0.0]), S.UNDECIDED),  # flat: neither grows nor falls
+    (np.array([-0.02, -0.14]), S.UNDECIDED),  # two seeds both below 0, but no test can tell with them
 ])
 def test_verdict_on_synthetic_slopes(slopes, want):
     m, lo, hi = S.bootstrap_mean(slopes)
