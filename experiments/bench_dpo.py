@@ -2,7 +2,7 @@
 
     python -m murphyjax.experiments.bench_dpo --torch-python /work/venv-parity/bin/python --out bench/
 
-The settings TRL uses (issue 6): 4 preference pairs of 32 prompt + 96 completion tokens, i.e. input ids
+The settings TRL uses: 4 preference pairs of 32 prompt + 96 completion tokens, i.e. input ids
 of shape (8, 128) with chosen and rejected in one policy forward; a reference forward without
 gradients every step; the sigmoid loss with beta 0.1; gradient clipping at 1.0; AdamW, lr 1e-6, no
 weight decay; float32; 2 threads; the same allocator setting on both sides (default: glibc tuned,

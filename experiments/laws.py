@@ -1,4 +1,4 @@
-"""The laws where they bind: the directional-bias bandit along both tilts, predicted vs measured (issue 4).
+"""The laws where they bind: the directional-bias bandit along both tilts, predicted vs measured.
 
 For every seed a directional bandit is drawn (``bandits.directional``), a proxy is learned from
 n biased labels, and along the lambda grid

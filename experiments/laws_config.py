@@ -1,4 +1,4 @@
-"""Configuration of the "laws" section of ``murphyjax reproduce`` (issue 4) and its two presets.
+"""Configuration of the "laws" section of ``murphyjax reproduce`` and its two presets.
 
 A plain frozen dataclass validated in ``__post_init__`` (one-line messages naming the field and
 its range). The quick preset is sized for ~1 minute on 2 CPU cores; the paper preset doubles the

@@ -1,4 +1,4 @@
-"""The other laws of issue 4: the trilemma region, heavy vs light tails, Gao et al. fits, and
+"""The other laws: the trilemma region, heavy vs light tails, Gao et al. fits, and
 sharper-than-the-paper testing errors (exact Bayes errors, Chernoff, the flagger's dilution).
 
 Every function returns plain rows (dicts) or arrays for the report; all are deterministic given

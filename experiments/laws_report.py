@@ -1,4 +1,4 @@
-"""The "laws" section of ``murphyjax reproduce`` (issue 4): each law where it binds, predicted vs measured.
+"""The "laws" section of ``murphyjax reproduce``: each law where it binds, predicted vs measured.
 
 ``section(preset, out, seed, lab=...)`` runs (or resumes) every part, draws one figure per law and
 returns (report blocks, {csv name: rows}). Each part's raw results are cached in

@@ -13,7 +13,7 @@ def _f(x, spec=".3g"):
 
 def blocks(cfg, T, fig, seconds):
     """Report blocks of the section: intro, findings, setup, then one figure and table per law."""
-    B = [("h1", "The laws where they bind (issue 4): directional feedback bias, MAPS, the trilemma, tails, sharper bounds"),
+    B = [("h1", "The laws where they bind: directional feedback bias, MAPS, the trilemma, tails, sharper bounds"),
          ("p", f"{cfg.seeds} seeds; every number is a median over seeds with its 90 % interval (q05, q95). 'Predicted' = the "
                "closed forms of murphyjax.theory (and bandits.two_tilt) evaluated exactly on the learned proxy; 'population' = the same "
                "on the proxy's infinite-data limit (a prediction made before any data); 'measured' = simulation: contexts drawn from "

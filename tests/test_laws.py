@@ -1,4 +1,4 @@
-"""The laws section of ``murphyjax reproduce`` (issue 4): config validation, a tiny end-to-end run,
+"""The laws section of ``murphyjax reproduce``: config validation, a tiny end-to-end run,
 the stage cache (reused on a re-run, not reused for a changed config) and findings computed from numbers."""
 
 import math

@@ -1,4 +1,4 @@
-"""Directional feedback bias: annotators who prefer a fixed "hacked" action on hard contexts (issue 4).
+"""Directional feedback bias: annotators who prefer a fixed "hacked" action on hard contexts.
 
 The symmetric Massart channel of Section 2.2 biases labels on X_hard toward a world-dependent
 action; in the Section 3.1 environment that bias points nowhere on average, Cov(H, s_hat) is ~0
