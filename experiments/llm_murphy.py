@@ -239,9 +239,9 @@ def learned_flagger(cfg, setup: Setup, seed: int) -> dict:
     probe = flaggers.fit_probe(X, hard)
     tau, phi = flaggers.rates(probe.predict(_features(setup, "eval", setup.eval)), setup.eval["hard"])
     flags = probe.predict(_features(setup, "cands", setup.cands))
+    tau_c, phi_c = flaggers.rates(flags, setup.cands["hard"])
     rec = {"audit_prompts": cfg.audit_prompts, "audit_hard": int(hard.sum()), "tau": tau, "phi": phi,
-           "tau_cands": flaggers.rates(flags, setup.cands["hard"])[0],
-           "phi_cands": flaggers.rates(flags, setup.cands["hard"])[1], "flags": flags.tolist()}
+           "tau_cands": tau_c, "phi_cands": phi_c, "flags": flags.tolist()}
     setup.store.put(key, rec)
     return rec
 
@@ -282,11 +282,13 @@ def response_flagger(cfg, setup: Setup, seed: int) -> dict:
 
 
 def flag_responses(cfg, setup: Setup, seed: int, seqs) -> np.ndarray:
-    """The learned MAPS flagger's flags of (prompt, response) sequences."""
+    """The learned MAPS flagger's flags of (prompt, response) sequences (the probe is read once per seed)."""
     from murphyjax.align import flaggers
 
-    probe = flaggers.Probe.from_json(response_flagger(cfg, setup, seed)["probe"])
-    return probe.predict(flaggers.sequence_features(setup.graphdef, setup.ref, seqs.ids, seqs.mask, 16))
+    probes = setup.__dict__.setdefault("_response_probes", {})
+    if seed not in probes:
+        probes[seed] = flaggers.Probe.from_json(response_flagger(cfg, setup, seed)["probe"])
+    return probes[seed].predict(flaggers.sequence_features(setup.graphdef, setup.ref, seqs.ids, seqs.mask, 16))
 
 
 def labels(cfg, setup: Setup, channel: str, seed: int) -> dict:

@@ -33,6 +33,13 @@ def units(cfg: LLMLabConfig) -> list[tuple]:
     return out
 
 
+def planned_units(cfg: LLMLabConfig) -> int:
+    """Runs planned over every task: base units on every seed, variants on the first variant_seeds."""
+    todo = units(cfg)
+    nv = sum(u[1] != "base" for u in todo)
+    return len(cfg.tasks) * (cfg.seeds * (len(todo) - nv) + (cfg.variant_seeds or cfg.seeds) * nv)
+
+
 def run_key(method, variant, sweep, seed) -> str:
     tag = "" if sweep is None else f"_{sweep[0]}={sweep[1]:g}"
     return f"run_{method}_{variant}{tag}_s{seed}"
@@ -96,8 +103,7 @@ def run_llm(cfg: LLMLabConfig, out: Path, log=print) -> dict:
     """
     folder = _folder(cfg, out)
     todo = units(cfg)
-    nv = sum(u[1] != "base" for u in todo)
-    total = len(cfg.tasks) * (cfg.seeds * (len(todo) - nv) + (cfg.variant_seeds or cfg.seeds) * nv)
+    total = planned_units(cfg)
     state = {"done": 0, "t0": time.time()}
     lock = threading.Lock()
 
@@ -134,8 +140,7 @@ def collect_llm(cfg: LLMLabConfig, out: Path) -> tuple[dict, dict]:
     if not cj.exists() or _hash_of(json.loads(cj.read_text())) != config_hash(cfg):
         raise ValueError(f"{folder} holds no LLM run of this configuration (hash {config_hash(cfg)})")
     todo = units(cfg)
-    nv = sum(u[1] != "base" for u in todo)
-    planned = len(cfg.tasks) * (cfg.seeds * (len(todo) - nv) + (cfg.variant_seeds or cfg.seeds) * nv)
+    planned = planned_units(cfg)
     results, found = {}, 0
     for kind in cfg.tasks:
         store = lab.Store(folder / kind)
