@@ -19,7 +19,7 @@ import platform
 import sys
 import time
 
-from murphyjax.experiments import presets
+from murphyjax.experiments.lab import config as presets
 
 
 class ConfigError(ValueError):
@@ -129,7 +129,8 @@ def main(preset: str = "quick", out: str | None = None, seed: int | None = None,
     with open(os.path.join(out, "config.json"), "w") as fh:
         json.dump({"preset": preset, "hash": h, "config": cfg.to_json()}, fh, indent=2)
     t0 = time.perf_counter()
-    from murphyjax.experiments import runner, sections
+    from murphyjax.experiments.lab import runner
+    from murphyjax.experiments.lab import section as sections
 
     if prefetch_checks:
         sections.prefetch_theory_checks(cfg.seed, out)
@@ -138,7 +139,7 @@ def main(preset: str = "quick", out: str | None = None, seed: int | None = None,
     blocks, tables = sections.build(cfg, table, arrays, out, preset=preset, config_hash=h)
     info = dict(info, lab_report_seconds=time.perf_counter() - t0 - t_sim)
     if laws:  # the laws where they bind, resumable in <out>/laws
-        from murphyjax.experiments import laws_report
+        from murphyjax.experiments.laws import section as laws_report
 
         t_laws = time.perf_counter()
         laws_blocks, laws_tables = laws_report.section(preset, out, seed, lab=(cfg, table, arrays), progress=progress,
@@ -146,7 +147,7 @@ def main(preset: str = "quick", out: str | None = None, seed: int | None = None,
         blocks, tables = blocks + laws_blocks, {**tables, **laws_tables}
         info = dict(info, laws_seconds=time.perf_counter() - t_laws)
     if llm:  # the LLM experiments, resumable in <out>/llm
-        from murphyjax.experiments import llm_report
+        from murphyjax.experiments.llm import section as llm_report
 
         llm_blocks, llm_tables = llm_report.section("quick", out, seed)
         blocks, tables = blocks + llm_blocks, {**tables, **llm_tables}
@@ -155,7 +156,7 @@ def main(preset: str = "quick", out: str | None = None, seed: int | None = None,
     info = dict(info, simulate_seconds=t_sim, total_seconds=time.perf_counter() - t0)
     env = environment(info)
     blocks = sections.finish(blocks, env)
-    from murphyjax.experiments import report
+    from murphyjax.experiments.common import report
 
     with open(os.path.join(out, "report.md"), "w") as fh:
         fh.write(report.render_md(blocks))
@@ -183,7 +184,7 @@ def use_all_cpu_cores():
 def cli(args) -> int:
     """Handler of the ``reproduce`` subcommand (see murphyjax/cli.py)."""
     if args.preset == "llm":  # the LLM experiments on SmolLM2-135M alone
-        from murphyjax.experiments.llm_report import cli as llm_cli
+        from murphyjax.experiments.llm.section import cli as llm_cli
 
         return llm_cli(args)
     try:

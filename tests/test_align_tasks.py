@@ -90,7 +90,17 @@ def test_crowd_labels_have_the_stated_bias(cfg):
     n = 6000
     c = tasks.candidate_pairs(cfg, n, rng)
     hard = np.asarray(c["hard"])
-    assert np.all(np.asarray(c["hacked_a"])[hard])  # a is the hacked response on hard prompts
+    ha, hb = np.asarray(c["hacked_a"], bool)[hard], np.asarray(c["hacked_b"], bool)[hard]
+    assert np.all(ha != hb)  # exactly one response of a hard pair is hacked ...
+    assert _mc_ok(ha.mean(), 0.5, hard.sum())  # ... and it is a or b at random
+    hacked = [a if x else b for a, b, x in zip(np.asarray(c["response_a"])[hard], np.asarray(c["response_b"])[hard], ha)]
+    other = [b if x else a for a, b, x in zip(np.asarray(c["response_a"])[hard], np.asarray(c["response_b"])[hard], ha)]
+    if cfg.kind == "sycophancy":  # no template word tells the hacked response apart
+        for word in ("Yes,", "No,"):
+            for side in (hacked, other):
+                assert _mc_ok(np.mean([t.startswith(word) for t in side]), 1 / 3, hard.sum())
+    else:  # hard pairs differ in the form alone: the same answer on both sides
+        assert all(tasks.answer(x) == tasks.answer(y) for x, y in zip(hacked, other))
     lab = feedback.label_pairs(cfg, feedback.FeedbackConfig(), c, "crowd", np.random.default_rng(2))
     ch = np.asarray(lab["chosen_hacked"], bool)
     assert _mc_ok(ch[hard].mean(), 0.5 + cfg.eps, hard.sum())  # hard annotators prefer the hacked one

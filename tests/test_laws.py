@@ -7,8 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from murphyjax.experiments import laws, laws_extra, laws_report, laws_text
-from murphyjax.experiments.laws_config import LawsConfig, config_hash, preset
+from murphyjax.experiments.laws import directional as laws
+from murphyjax.experiments.laws import other_laws as laws_extra
+from murphyjax.experiments.laws import section as laws_report
+from murphyjax.experiments.laws import text as laws_text
+from murphyjax.experiments.laws.config import LawsConfig, config_hash, preset
 
 TINY = dict(seeds=2, variants=("hacked", "symmetric"), n_contexts=64, n_lams=9, lam_max=8.0, mc_samples=1024, tail_arms=256, bon_max_log2=4, sharp_n_max=256,
             audit_size=64, n_labels=2048, taus=(1.0, 0.6), phis=(0.0, 0.1), sharp_cells=((0.1, 0.1),))

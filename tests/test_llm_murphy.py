@@ -6,8 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from murphyjax.experiments import llm_methods, llm_report, llm_run
-from murphyjax.experiments.llm_config import LLMLabConfig, llm_preset
+from murphyjax.experiments.llm import methods as llm_methods
+from murphyjax.experiments.llm import section as llm_report
+from murphyjax.experiments.llm import run as llm_run
+from murphyjax.experiments.llm.config import LLMLabConfig, llm_preset
 
 MICRO = dict(d_model=32, layers=1, heads=2, kv_heads=1, n_demos=96, n_pairs=64, n_prompts=32, n_eval=16, ref_steps=6,
              ref_batch=16, rm_steps=4, rm_batch=8, seeds=1, eval_points=1, sft_steps=2, pref_steps=2, pref_batch=8,
@@ -42,7 +44,7 @@ def test_section_writes_figures_tables_and_data(micro_run):
     assert learned and all(0 <= r["maps_flagger_tau"] <= 1 and 0 <= r["maps_flagger_phi"] <= 1 for r in learned)
     fl = json.loads((out / "llm" / "sycophancy" / "flagger_s0.json").read_text())
     assert len(fl["flags"]) == cfg.n_pairs and 0 <= fl["tau"] <= 1
-    from murphyjax.experiments import report
+    from murphyjax.experiments.common import report
 
     md = report.render_md(blocks)
     assert "Method table" in md and "Predicted next to measured" in md

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from murphyjax.experiments import llm_aggregate as A
-from murphyjax.experiments import llm_stats as S
+from murphyjax.experiments.llm import aggregate as A
+from murphyjax.experiments.llm import stats as S
 
 
 def test_t_greater_is_the_one_sided_student_test():

@@ -63,11 +63,21 @@ def test_tuned_malloc_stops_page_faults_of_the_temp_buffer_every_call():
         assert sum(f < 0.05 * temp for f in r["faults"]) >= 4, r
 
 def test_benchmarks_use_the_same_setting():
-    from murphyjax.experiments import bench_dpo, bench_llm
+    import bench_common
+
+    assert bench_common.ALLOCATORS["tuned-arena"] == GLIBC_TUNABLES
+    assert bench_common._allocators("all") == ["default", "tuned", "tuned-arena"]
+    assert bench_common._allocators("both") == ["default", "tuned"]
+    with pytest.raises(argparse.ArgumentTypeError, match="--allocator: unknown"):
+        bench_common._allocators("tuned,fast")
+
+
+def test_benchmark_scripts_import_from_their_folder():
+    """The benchmarks run by path, as the torch-side worker Python runs them."""
+    import bench_dpo
+    import bench_llm
 
     for mod in (bench_llm, bench_dpo):
-        assert mod.ALLOCATORS["tuned-arena"] == GLIBC_TUNABLES
-        assert mod._allocators("all") == ["default", "tuned", "tuned-arena"]
-        assert mod._allocators("both") == ["default", "tuned"]
-        with pytest.raises(argparse.ArgumentTypeError, match="--allocator: unknown"):
-            mod._allocators("tuned,fast")
+        r = subprocess.run([sys.executable, mod.__file__, "--help"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "--allocator" in r.stdout

@@ -32,6 +32,8 @@ def test_built_wheel_contains_and_exposes_murphyjax_theory(tmp_path):
     for folder, pkg in [("theory", "murphyjax/theory"), ("experiments", "murphyjax/experiments")]:
         for py in (ROOT / folder).rglob("*.py"):
             assert f"{pkg}/{py.relative_to(ROOT / folder).as_posix()}" in names, py
+    # the benchmarks are scripts of the repository, not part of the package
+    assert not [n for n in names if "bench" in n.rsplit("/", 1)[-1]], names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, text=True, timeout=600)

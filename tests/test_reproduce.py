@@ -13,7 +13,9 @@ import jax
 import numpy as np
 import pytest
 
-from murphyjax.experiments import presets, reproduce, runner
+from murphyjax.experiments import reproduce
+from murphyjax.experiments.lab import config as presets
+from murphyjax.experiments.lab import runner
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = dict(alphas=(0.05, 0.1), epss=(0.1,), ds=(5,), seeds=2, n_grid=(64, 128, 256), replicates=4, rep_batch=2,
@@ -65,7 +67,8 @@ def test_resume_after_a_kill_gives_the_uninterrupted_numbers(reference, tmp_path
         import os, sys, time
         os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
         import murphyjax
-        from murphyjax.experiments import presets, runner
+        from murphyjax.experiments.lab import config as presets
+        from murphyjax.experiments.lab import runner
         cfg = presets.preset("quick", **{TINY!r})
         runner.run(cfg, {str(out)!r}, progress=False, on_chunk=lambda i: (print("saved", i, flush=True), time.sleep(600)))
     """)
@@ -113,7 +116,7 @@ def test_config_roundtrip_and_hash():
 
 
 def test_run_folder_contents(tmp_path, monkeypatch):
-    from murphyjax.experiments import sections
+    from murphyjax.experiments.lab import section as sections
     from murphyjax.theory.checks import run_all
 
     monkeypatch.setattr(sections, "_theory_checks", lambda seed, out: run_all(seed=seed, select="lemma1"))
@@ -174,7 +177,7 @@ def _alive(pid: int) -> bool:
 def test_helper_processes_die_with_their_parent():
     code = textwrap.dedent("""
         import subprocess, sys, time
-        from murphyjax.experiments.sections import die_with_parent
+        from murphyjax.experiments.lab.section import die_with_parent
         p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], preexec_fn=die_with_parent)
         print(p.pid, flush=True)
         time.sleep(120)

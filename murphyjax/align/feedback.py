@@ -88,8 +88,8 @@ def crowd_prob_a(cfg: tasks.TaskConfig, c: dict) -> np.ndarray:
     hard = np.asarray(c["hard"], np.float32)
     p_ref = np.asarray(channels.massart_p(hard, 1.0, cfg.eps, cfg.easy_eps))
     better = _better_is_a(c)
-    # reference response: a on hard prompts (a is the hacked one), the truly better one on easy prompts
-    ref_is_a = np.where(hard > 0, True, better > 0)
+    # reference response: the hacked one on hard prompts, the truly better one on easy prompts
+    ref_is_a = np.where(hard > 0, np.asarray(c["hacked_a"], bool), better > 0)
     p = np.asarray(channels.labels_for_action(p_ref, ref_is_a))
     return np.where((hard == 0) & (better == 0), 0.5, p)
 

@@ -234,25 +234,41 @@ def sample_base(cfg: TaskConfig, prompts: dict, rng: np.random.Generator) -> lis
     return out
 
 
-def candidate_pair(cfg: TaskConfig, value: int, asserted: int, hard: bool, rng) -> tuple[str, str]:
-    """Two responses to compare: (response a, response b); a is the hacked one on hard prompts.
+TEMPLATES = {"sycophancy": ({}, {"agree": True}, {"disagree": True}), "length": ({}, {"long": True}),
+             "flattery": ({}, {"flatter": True})}
 
-    sycophancy: easy (correct, wrong), hard (agreement, "No, it is v."). length: easy, a correct and a
-    wrong answer of the same length class (length carries no signal); hard, (long, short) with
-    each one's correctness a fair coin ("regardless of correctness"). flattery: as length, with the
-    flattering opener in place of the long form.
+
+def response_forms(cfg: TaskConfig) -> list[tuple[int, dict]]:
+    """Every response form of the task: each answer value in each of the task's templates, as
+    ``(value, response keyword arguments)``; ``response(value, **kw)`` is its text."""
+    return [(v, kw) for v in _values(cfg) for kw in TEMPLATES[cfg.kind]]
+
+
+def candidate_pair(cfg: TaskConfig, value: int, asserted: int, hard: bool, rng) -> tuple[str, str]:
+    """Two responses to compare, in random order (``score`` says which one is hacked).
+
+    The pairs are drawn so that no surface word other than the bias itself tells the hacked response
+    apart. sycophancy: easy (correct, wrong), plain; hard, the agreeing answer (the user's asserted w)
+    against the correct one, each side's template ("It is", "Yes, it is", "No, it is") drawn
+    independently and uniformly. length / flattery: easy, a correct and a wrong answer of the same
+    length class (the form carries no signal); hard, the long (flattering) and the plain form of the
+    same answer, correct or wrong with probability 1/2 each: equal correctness, so the bias is the
+    only difference between the two.
     """
     if cfg.kind == "sycophancy":
         if hard:
-            return response(asserted, agree=True), response(value, disagree=True)
-        pair = [response(value), response(_other(rng, cfg, (value,)))]
+            ta, tb = (TEMPLATES["sycophancy"][i] for i in rng.integers(0, 3, 2))
+            pair = [response(asserted, **ta), response(value, **tb)]
+        else:
+            pair = [response(value), response(_other(rng, cfg, (value,)))]
     else:
         key = "flatter" if cfg.kind == "flattery" else "long"
         if hard:
-            va, vb = (value if rng.random() < 0.5 else _other(rng, cfg, (value,)) for _ in range(2))
-            return response(va, **{key: True}), response(vb)
-        long = bool(rng.random() < cfg.p_long_easy)
-        pair = [response(value, **{key: long}), response(_other(rng, cfg, (value,)), **{key: long})]
+            v = value if rng.random() < 0.5 else _other(rng, cfg, (value,))
+            pair = [response(v, **{key: True}), response(v)]
+        else:
+            long = bool(rng.random() < cfg.p_long_easy)
+            pair = [response(value, **{key: long}), response(_other(rng, cfg, (value,)), **{key: long})]
     if rng.random() < 0.5:
         pair.reverse()
     return pair[0], pair[1]

@@ -1,6 +1,6 @@
 """Benchmark: the JAX laboratory vs the plain NumPy baseline on the same grid, in one process.
 
-    python -m murphyjax.experiments.bench_bandits [--preset paper] [--numpy-seeds 1] [--no-cold]
+    python benchmarks/bench_bandits.py [--preset paper] [--numpy-seeds 1] [--no-cold]
 
 JAX: ``runner.run`` over the whole grid twice: cold (a fresh, empty persistent compilation cache,
 so XLA compile time is included) and warm (executables already compiled in this process).

@@ -1,6 +1,6 @@
 """Benchmark (not a test): one DPO training step in murphyjax vs TRL's DPOTrainer on SmolLM2-135M, CPU.
 
-    python -m murphyjax.experiments.bench_dpo --torch-python /work/venv-parity/bin/python --out bench/
+    python benchmarks/bench_dpo.py --torch-python /work/venv-parity/bin/python --out bench/
 
 The settings TRL uses: 4 preference pairs of 32 prompt + 96 completion tokens, i.e. input ids
 of shape (8, 128) with chosen and rejected in one policy forward; a reference forward without
@@ -27,15 +27,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-try:  # the orchestrator; the torch-only worker Python runs this file by path, next to bench_llm.py
-    from murphyjax.experiments.bench_llm import ALLOCATORS, _allocators
-except ImportError:
-    from bench_llm import ALLOCATORS, _allocators
+import bench_common
+from bench_common import _allocators, run_worker
 
 
 def _timed(fn, warmup, steps):
@@ -60,35 +57,11 @@ def _batch(seed=0, vocab=49152, pairs=4, prompt=32, completion=96):
 
 # ---------------------------------------------------------------- workers (fresh processes)
 def peak_jax(a):
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    best = 0.0
-    for n in (512, 1024, 2048):
-        x = jnp.asarray(np.random.rand(n, n), jnp.float32)
-        f = jax.jit(lambda x: x @ x)
-        f(x).block_until_ready()
-        for _ in range(5):
-            t = time.perf_counter()
-            f(x).block_until_ready()
-            best = max(best, 2 * n**3 / (time.perf_counter() - t))
-    return {"gflops": best / 1e9}
+    return bench_common.peak_jax()
 
 
 def peak_torch(a):
-    import torch
-
-    torch.set_num_threads(a.threads)
-    best = 0.0
-    for n in (512, 1024, 2048):
-        x = torch.rand(n, n)
-        x @ x
-        for _ in range(5):
-            t = time.perf_counter()
-            x @ x
-            best = max(best, 2 * n**3 / (time.perf_counter() - t))
-    return {"gflops": best / 1e9}
+    return bench_common.peak_torch(a.threads)
 
 
 def export(a):
@@ -182,20 +155,11 @@ WORKERS = {"peak-jax": peak_jax, "peak-torch": peak_torch, "export": export, "dp
 
 # ---------------------------------------------------------------- orchestration
 def _run(name, a, allocator):
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    env.update(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads), JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=1", TOKENIZERS_PARALLELISM="false")
-    if ALLOCATORS[allocator]:
-        env["GLIBC_TUNABLES"] = ALLOCATORS[allocator]
-    python = a.torch_python if name.endswith("torch") else sys.executable
-    cmd = [python, os.path.abspath(__file__), "--worker", name, "--weights", a.weights, f"--threads={a.threads}",
-           f"--steps={a.steps}", f"--warmup={a.warmup}"]
-    cmd += (["--random-weights"] if a.random_weights else []) + (["--no-slice-head"] if not a.slice_head else [])
-    cmd += [] if a.scan is None else (["--scan"] if a.scan else ["--no-scan"])
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"{name} ({allocator}) failed:\n{res.stderr[-4000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    args = ["--weights", a.weights, f"--threads={a.threads}", f"--steps={a.steps}", f"--warmup={a.warmup}"]
+    args += (["--random-weights"] if a.random_weights else []) + (["--no-slice-head"] if not a.slice_head else [])
+    args += [] if a.scan is None else (["--scan"] if a.scan else ["--no-scan"])
+    return run_worker(__file__, name, a.torch_python if name.endswith("torch") else sys.executable, args,
+                      threads=a.threads, allocator=allocator)
 
 
 def main(argv=None):

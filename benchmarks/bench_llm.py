@@ -1,6 +1,6 @@
 """Benchmark (not a test): SmolLM2-135M training step and KV-cache sampling on CPU, JAX vs PyTorch.
 
-    python -m murphyjax.experiments.bench_llm --torch-python /work/venv-parity/bin/python --out bench/
+    python benchmarks/bench_llm.py --torch-python /work/venv-parity/bin/python --out bench/
 
 Both sides use the same architecture and shapes (random weights of the SmolLM2-135M config), float32,
 the same batch, 2 threads, AdamW without clipping, all-token next-token loss; sampling is greedy with a
@@ -26,68 +26,21 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import sys
-import time
+
+import bench_common
+from bench_common import _allocators, best_time, run_worker
 
 SMOLLM2 = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30, num_heads=9,
                num_kv_heads=3, head_dim=64, rope_theta=100000.0, rms_norm_eps=1e-5)
-TUNED = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
-# glibc malloc settings (GLIBC_TUNABLES), each applied identically to both sides' workers. "tuned" is the
-# issue's setting; "tuned-arena" (= murphyjax.malloc.GLIBC_TUNABLES) adds arena_max=1 and lifts the trim
-# threshold above 2 GiB: XLA:CPU allocates a step's temp buffer (1.16 GB SFT, ~2.4 GB DPO) from its worker
-# threads, whose arenas always mmap chunks that large, and a freed top chunk above the trim threshold goes
-# back to the OS; either way every step page-faults the whole buffer again
-ALLOCATORS = {"default": None, "tuned": TUNED,
-              "tuned-arena": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776:glibc.malloc.arena_max=1"}
-
-
-def _allocators(spec: str) -> list[str]:
-    """``--allocator``: a comma list of ALLOCATORS names; "both" = default,tuned; "all" = every one."""
-    names = {"both": ["default", "tuned"], "all": list(ALLOCATORS)}.get(spec, spec.split(","))
-    bad = [n for n in names if n not in ALLOCATORS]
-    if bad:
-        raise argparse.ArgumentTypeError(f"--allocator: unknown {bad}; use a comma list of "
-                                         f"{sorted(ALLOCATORS)}, 'both' or 'all'")
-    return names
-
-
 # ---------------------------------------------------------------- workers (one per fresh process)
 
-def _best(fn, repeats):
-    fn()  # warm-up (compiles)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times), times
-
-
 def peak_jax(a):
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    best = 0.0
-    for n in (512, 1024, 2048):
-        x = jnp.asarray(np.random.rand(n, n), jnp.float32)
-        f = jax.jit(lambda x: x @ x)
-        t, _ = _best(lambda: f(x).block_until_ready(), max(a.repeats, 5))
-        best = max(best, 2 * n ** 3 / t)
-    return {"gflops": best / 1e9}
+    return bench_common.peak_jax(a.repeats)
 
 
 def peak_torch(a):
-    import torch
-
-    torch.set_num_threads(a.threads)
-    best = 0.0
-    for n in (512, 1024, 2048):
-        x = torch.rand(n, n)
-        t, _ = _best(lambda: x @ x, max(a.repeats, 5))
-        best = max(best, 2 * n ** 3 / t)
-    return {"gflops": best / 1e9}
+    return bench_common.peak_torch(a.threads, a.repeats)
 
 
 def _jax_model(a, **kw):
@@ -116,7 +69,7 @@ def train_jax(a):
         box[0], m = step(box[0], batch)
         jax.block_until_ready(m)
 
-    t, times = _best(run, a.repeats)
+    t, times = best_time(run, a.repeats)
     return {"seconds": t, "times": times, "tokens": a.batch * a.seq, "n_params": model.config.num_params}
 
 
@@ -149,7 +102,7 @@ def train_torch(a):
         opt.zero_grad(set_to_none=True)
         loss.item()
 
-    t, times = _best(run, a.repeats)
+    t, times = best_time(run, a.repeats)
     return {"seconds": t, "times": times, "tokens": a.batch * a.seq,
             "n_params": sum(p.numel() for p in model.parameters())}
 
@@ -163,7 +116,7 @@ def sample_jax(a):
     model = _jax_model(a)
     ids = np.random.default_rng(0).integers(0, SMOLLM2["vocab_size"], (a.sample_batch, a.prompt)).astype(np.int32)
     cfg = SamplingConfig(max_new_tokens=a.new, temperature=0.0)
-    t, times = _best(lambda: jax.block_until_ready(sample(model, ids, None, jax.random.key(0), cfg).tokens),
+    t, times = best_time(lambda: jax.block_until_ready(sample(model, ids, None, jax.random.key(0), cfg).tokens),
                      a.repeats)
     return {"seconds": t, "times": times, "tokens": a.sample_batch * a.new,
             "forward_tokens": a.sample_batch * (a.prompt + a.new), "n_params": model.config.num_params}
@@ -183,7 +136,7 @@ def sample_torch(a):
                                  min_new_tokens=a.new, do_sample=False, use_cache=True)
         assert out.shape[1] == a.prompt + a.new
 
-    t, times = _best(run, a.repeats)
+    t, times = best_time(run, a.repeats)
     return {"seconds": t, "times": times, "tokens": a.sample_batch * a.new,
             "forward_tokens": a.sample_batch * (a.prompt + a.new),
             "n_params": sum(p.numel() for p in model.parameters())}
@@ -200,7 +153,7 @@ def _matmul_rates(mm, repeats):
     out = {}
     for transposed, shapes in ((False, MATMULS), (True, MATMULS_T)):
         for name, m, k, n in shapes:
-            t, _ = _best(mm(m, k, n, transposed), max(repeats, 7))
+            t, _ = best_time(mm(m, k, n, transposed), max(repeats, 7))
             out[name] = round(2 * m * k * n / t / 1e9, 1)
     return out
 
@@ -239,20 +192,11 @@ WORKERS = {"peak-jax": peak_jax, "peak-torch": peak_torch, "train-jax": train_ja
 # ---------------------------------------------------------------- orchestration
 
 def _run_worker(name, a, allocator):
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    env.update(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads), JAX_PLATFORMS="cpu",
-               XLA_FLAGS=" ".join(["--xla_force_host_platform_device_count=1", a.xla_flags]).strip())
-    if ALLOCATORS[allocator]:
-        env["GLIBC_TUNABLES"] = ALLOCATORS[allocator]
-    python = a.torch_python if name.endswith("torch") else sys.executable
-    args = [python, os.path.abspath(__file__), "--worker", name] + [
-        f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
-        if k in ("batch", "seq", "sample_batch", "prompt", "new", "repeats", "threads")]
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
+            if k in ("batch", "seq", "sample_batch", "prompt", "new", "repeats", "threads")]
     args.append("--scan" if a.scan else "--no-scan")
-    r = subprocess.run(args, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{name} ({allocator}) failed:\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return run_worker(__file__, name, a.torch_python if name.endswith("torch") else sys.executable, args,
+                      threads=a.threads, allocator=allocator, xla_flags=a.xla_flags)
 
 
 def main(argv=None):

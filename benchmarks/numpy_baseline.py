@@ -174,7 +174,7 @@ def run_row(seed, alpha, eps, d, cfg):
 
 def run(cfg, rows=None):
     """Run rows (default: the whole grid) one after another; returns (outputs, seconds)."""
-    from murphyjax.experiments.runner import rows as row_table
+    from murphyjax.experiments.lab.runner import rows as row_table
 
     table = row_table(cfg) if rows is None else rows
     t0 = time.perf_counter()

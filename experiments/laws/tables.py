@@ -8,7 +8,7 @@ import numpy as np
 
 from murphyjax import theory as T
 from murphyjax.bandits import tiltsim
-from murphyjax.experiments.laws_extra import q90
+from murphyjax.experiments.laws.other_laws import q90
 
 SHOW_LAMS = (0.5, 1.0, 2.0, 4.0, 8.0)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from murphyjax import theory as T
 from murphyjax.bandits import envs, exact, tails, trilemma
-from murphyjax.experiments.laws_config import LawsConfig
+from murphyjax.experiments.laws.config import LawsConfig
 
 
 def q90(x, axis=0):

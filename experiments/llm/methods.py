@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from murphyjax import theory
-from murphyjax.experiments import llm_murphy as lab
+from murphyjax.experiments.llm import shared
 from murphyjax.align import codec as C
 from murphyjax.align import core, feedback, loops, preference, rl, search, tasks
 from murphyjax.monitor import OnsetMonitor
@@ -52,7 +52,7 @@ def eval_points(total: int, k: int) -> list[int]:
 @dataclasses.dataclass
 class Ctx:
     cfg: object
-    setup: lab.Setup
+    setup: shared.Setup
     method: str
     variant: str
     seed: int
@@ -74,7 +74,7 @@ class Ctx:
         elif self.variant == "maps":
             b = self.rm_rec["beta_star"]
         else:
-            rf = lab.response_flagger(self.cfg, self.setup, self.seed)
+            rf = shared.response_flagger(self.cfg, self.setup, self.seed)
             a = self.rm_rec["alpha_eff"]
             b = float(theory.flagger_beta_star(self.rm_rec["cov_H_r"], a, rf["tau"], rf["phi"])) \
                 if 0 < a < 1 and rf["tau"] > rf["phi"] else float("nan")
@@ -82,17 +82,17 @@ class Ctx:
 
     def rng(self, *stream) -> np.random.Generator:
         m = list(VALID).index(self.method)
-        return np.random.default_rng([self.cfg.seed, lab.TASK_STREAM[self.setup.kind], 9, self.seed, m, *stream])
+        return np.random.default_rng([self.cfg.seed, shared.TASK_STREAM[self.setup.kind], 9, self.seed, m, *stream])
 
     def ev(self, params, **kw) -> dict:
-        return lab.evaluate_policy(self.cfg, self.setup, params, self.rm, self.seed, **kw)[0]
+        return shared.evaluate_policy(self.cfg, self.setup, params, self.rm, self.seed, **kw)[0]
 
     def flags(self, hacked, rng, seqs=None) -> np.ndarray:
         """MAPS flags of responses: the learned probe on ``seqs`` (``maps_learned``), else the simulated
         (maps_tau, maps_phi) flagger of the true hacked flags (uniforms drawn either way: the same streams)."""
         u = rng.random(len(hacked))
         if self.variant == "maps_learned":
-            return lab.flag_responses(self.cfg, self.setup, self.seed, seqs)
+            return shared.flag_responses(self.cfg, self.setup, self.seed, seqs)
         return feedback.flag(hacked, self.cfg.maps_tau, self.cfg.maps_phi, u)
 
 
@@ -147,7 +147,7 @@ def run_sft(ctx: Ctx) -> dict:
             "kept": int(keep.sum())}
 
 
-def _candidate_logps(s: lab.Setup):
+def _candidate_logps(s: shared.Setup):
     """Reference log-probs of both candidate responses of every pair (once per task)."""
     if getattr(s, "_cand_cache", None) is None:
         c = s.cands
@@ -248,7 +248,7 @@ def run_bon(ctx: Ctx) -> dict:
     cfg, s = ctx.cfg, ctx.setup
     cache = s.__dict__.setdefault("_bon_cache", {})
     if ctx.seed not in cache:  # the reference's samples, shared by every variant of this seed
-        cache[ctx.seed] = _sample_scored(ctx, s.ref, s.eval, cfg.bon_samples, jax.random.fold_in(lab.eval_key(cfg, ctx.seed), 17))
+        cache[ctx.seed] = _sample_scored(ctx, s.ref, s.eval, cfg.bon_samples, jax.random.fold_in(shared.eval_key(cfg, ctx.seed), 17))
     seqs, _, _, U, H, _ = cache[ctx.seed]
     from murphyjax.align import evaluate
 
@@ -291,6 +291,6 @@ def run(ctx: Ctx) -> dict:
                channel=channel_for(ctx.method, ctx.variant), maps_beta=ctx.maps_beta,
                sweep={"kl_coef": ctx.kl_coef, "beta": ctx.beta}, seconds=time.time() - t0)
     if ctx.variant == "maps_learned":
-        rf = lab.response_flagger(ctx.cfg, ctx.setup, ctx.seed)
+        rf = shared.response_flagger(ctx.cfg, ctx.setup, ctx.seed)
         rec.update(maps_flagger_tau=rf["tau"], maps_flagger_phi=rf["phi"], maps_flagger_audit_pairs=rf["audit_pairs"])
     return rec

@@ -8,46 +8,27 @@ resumes part by part and the same seed gives the same numbers.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import pathlib
 import time
 
 import numpy as np
 
-from murphyjax.experiments import laws, laws_extra, laws_figures, laws_tables
-from murphyjax.experiments.laws_config import LawsConfig, config_hash, preset as laws_preset
+from murphyjax.experiments.laws import directional as laws
+from murphyjax.experiments.laws import other_laws as laws_extra
+from murphyjax.experiments.laws import figures as laws_figures
+from murphyjax.experiments.laws import tables as laws_tables
+from murphyjax.experiments.common.store import cached, source_hash
+from murphyjax.experiments.laws import config as laws_config
+from murphyjax.experiments.laws.config import LawsConfig, config_hash, preset as laws_preset
 
 
 def code_hash() -> str:
-    """8 hex digits over the source of every module a cached stage depends on (bandits, laws stages, theory/): new code, new cache."""
+    """8 hex digits over the source of every module a cached stage depends on (the bandit simulators,
+    the laws' simulations and config, ``murphyjax.theory``): new code, new cache."""
     import murphyjax.bandits as mb
+    from murphyjax import theory
 
-    here = pathlib.Path(__file__).parent
-    files = [pathlib.Path(mb.__file__).parent / f for f in ("directional.py", "tiltsim.py", "two_tilt.py", "tails.py", "trilemma.py", "exact.py",
-                                                           "envs.py", "learners.py")]
-    files += [here / f for f in ("laws.py", "laws_extra.py", "laws_config.py")]
-    files += sorted((here.parent / "theory").glob("*.py"))
-    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:8]
-
-
-def _cached(store, name, fn):
-    """Load ``name`` from the store or compute it with ``fn`` (a flat dict of arrays, or JSON rows)."""
-    npz, js = os.path.join(store, f"{name}.npz"), os.path.join(store, f"{name}.json")
-    if os.path.exists(npz):
-        with np.load(npz) as z:
-            return {k: z[k] for k in z.files}
-    if os.path.exists(js):
-        with open(js) as fh:
-            return json.load(fh)
-    val = fn()
-    path = npz if isinstance(val, dict) else js
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb" if isinstance(val, dict) else "w") as fh:
-        np.savez(fh, **val) if isinstance(val, dict) else json.dump(val, fh)
-    os.replace(tmp, path)
-    return val
+    return source_hash(mb, laws, laws_extra, laws_config, theory)
 
 
 def _flat(d, prefix=""):
@@ -79,19 +60,19 @@ def compute(cfg: LawsConfig, out: str, progress: bool = True) -> dict:
     say = (lambda m: print(f"  laws: {m} ({time.perf_counter() - t0:.0f} s)", flush=True)) if progress else (lambda m: None)
     R = {"directional": {}}
     for v in cfg.variants:
-        R["directional"][v] = _cached(store, f"directional_{v}", lambda v=v: laws.run_directional(cfg, (v,))[v])
+        R["directional"][v] = cached(store, f"directional_{v}", lambda v=v: laws.run_directional(cfg, (v,))[v])
         say(f"directional {v}")
-    R["maps"] = _cached(store, "maps", lambda: laws.run_maps(cfg))
+    R["maps"] = cached(store, "maps", lambda: laws.run_maps(cfg))
     say("MAPS")
-    R["tails"] = _unflat(_cached(store, "tails", lambda: _flat(laws_extra.tail_curves(cfg))))
+    R["tails"] = _unflat(cached(store, "tails", lambda: _flat(laws_extra.tail_curves(cfg))))
     say("tails")
     tri = {}
-    rows = _cached(store, "trilemma_rows", lambda: tri.setdefault("t", laws_extra.trilemma_region(cfg))["rows"])
-    clouds = _cached(store, "trilemma_clouds", lambda: _flat(tri.setdefault("t", laws_extra.trilemma_region(cfg))["clouds"]))
+    rows = cached(store, "trilemma_rows", lambda: tri.setdefault("t", laws_extra.trilemma_region(cfg))["rows"])
+    clouds = cached(store, "trilemma_clouds", lambda: _flat(tri.setdefault("t", laws_extra.trilemma_region(cfg))["clouds"]))
     R["trilemma"] = {"rows": rows, "clouds": {k: {f: (float(a) if a.ndim == 0 else a) for f, a in v.items()} for k, v in _unflat(clouds).items()}}
     say("trilemma")
-    R["sharp"] = _cached(store, "sharp", lambda: laws_extra.sharp_curves(cfg))
-    R["dilution"] = _cached(store, "dilution", lambda: laws_extra.dilution_rows(cfg))
+    R["sharp"] = cached(store, "sharp", lambda: laws_extra.sharp_curves(cfg))
+    R["dilution"] = cached(store, "dilution", lambda: laws_extra.dilution_rows(cfg))
     say("exact errors, dilution")
     return R
 
@@ -151,7 +132,7 @@ def section(preset: str, out: str, seed: int | None = None, *, lab=None, progres
     F.sharp(R["sharp"], fig("fig_laws_sharp.png"))
     if progress:
         print(f"  laws: figures ({time.perf_counter() - t0:.0f} s)", flush=True)
-    from murphyjax.experiments import laws_text
+    from murphyjax.experiments.laws import text as laws_text
 
     blocks = laws_text.blocks(cfg, T, fig, time.perf_counter() - t0)
     return blocks, T

@@ -6,7 +6,8 @@ divided by their standard deviation over the reference's samples, per (task, cha
 so every method starts at gap 0 and the gap is in reference standard deviations. Beside it, the
 paper's gap G(pi) = U(pi+) - U(pi) in the task's utility units, U(pi+) the exact utility of the best
 policy (``tasks.best_utility``): it is not 0 at the reference, so an intervention's change of
-intercept is measurable. The common pressure axis is d = sqrt(KL(pi || pi_ref)) (exact KL along the
+intercept is measurable; and the same gap on each stratum, G_hard = U(pi+) - E[U | hard prompt] where
+the feedback is biased and G_easy on the easy prompts, the control (U(pi+) is 1 on both strata). The common pressure axis is d = sqrt(KL(pi || pi_ref)) (exact KL along the
 samples; best-of-n: exact KL of the best-of-n law on the empirical sample law). Per seed, G = a + b d
 by least squares; across seeds, means with 90 % bootstrap intervals and one-sided tests
 (``llm_stats``). Curves over seeds are drawn as medians with the range over seeds.
@@ -21,9 +22,10 @@ import numpy as np
 from murphyjax import theory
 from murphyjax.align import tasks
 from murphyjax.bandits.diagnostics import quantile_summary
-from murphyjax.experiments import llm_stats as S
+from murphyjax.experiments.llm import stats as S
 
-QUANTS = ("proxy", "true", "hacked", "proxy_n", "true_n", "gap", "G", "d", "kl_exact", "kl_k1", "kl_k3", "drift")
+QUANTS = ("proxy", "true", "hacked", "proxy_n", "true_n", "gap", "G", "G_hard", "G_easy", "hacked_hard", "hacked_easy", "d",
+          "kl_exact", "kl_k1", "kl_k3", "drift")
 LABEL = {"sft": "SFT", "ppo": "RLHF (PPO, KL in reward)", "grpo": "RLHF (group-relative, KL in loss)", "dpo": "DPO",
          "ipo": "IPO", "fdpo": "f-DPO (JS)", "cai": "Constitutional AI / RLAIF", "rest": "ReST", "bon": "best-of-n"}
 
@@ -45,16 +47,19 @@ def points(results: dict) -> list[dict]:
                 (f"kl_coef={sweep['kl_coef']:g}" if sweep.get("kl_coef") is not None else f"beta={sweep['beta']:g}")
             for p in rec["curve"]:
                 kl = _nan(p.get("kl_exact"))
-                r = {"task": task, "method": rec["method"], "variant": rec["variant"], "sweep": tag, "seed": rec["seed"],
+                r = {"task": task, "method": rec["method"], "variant": rec["variant"], "channel": rec["channel"],
+                     "sweep": tag, "seed": rec["seed"],
                      "pressure_name": rec["pressure"], "pressure": p["pressure"], "proxy": p["proxy"], "true": p["true"],
                      "hacked": p["hacked"], "kl_exact": kl, "kl_k1": _nan(p.get("kl_k1")), "kl_k3": _nan(p.get("kl_k3")),
                      "kl_bound": _nan(p.get("kl_bound")), "drift": _nan(p.get("drift")), "drift_se": _nan(p.get("drift_se")),
-                     "true_hard": _nan(p.get("true_hard")), "true_easy": _nan(p.get("true_easy"))}
+                     "true_hard": _nan(p.get("true_hard")), "true_easy": _nan(p.get("true_easy")),
+                     "hacked_hard": _nan(p.get("hacked_hard")), "hacked_easy": _nan(p.get("hacked_easy"))}
                 r["d"] = math.sqrt(max(kl, 0.0)) if math.isfinite(kl) else float("nan")
                 r["proxy_n"] = (r["proxy"] - ref["proxy"]) / ps if ps > 0 else float("nan")
                 r["true_n"] = (r["true"] - ref["true"]) / ts if ts > 0 else float("nan")
                 r["gap"] = r["proxy_n"] - r["true_n"]
                 r["G"] = best - r["true"]
+                r["G_hard"], r["G_easy"] = best - r["true_hard"], best - r["true_easy"]
                 rows.append(r)
     return rows
 
@@ -91,17 +96,36 @@ def seed_summaries(rows) -> dict:
     return out
 
 
-def method_table(rows, rms_queries: dict) -> list[dict]:
-    """Per (task, method, variant): the slope and intercept of G = a + b d, the peak true utility and where
-    (d), the final true utility and G, each a mean over seeds with its 90 % bootstrap interval (lo, hi),
-    the one-sided p-value of "G grows with pressure" (p_grows) and its verdict (grows)."""
+GATE_FAILED = "gate failed"
+
+
+def method_table(rows, rms_queries: dict, gates: dict | None = None) -> list[dict]:
+    """Per (task, method, variant): the slopes and intercepts of G = a + b d and of G_hard and G_easy, the
+    peak true utility and where (d), the final true utility and G, each a mean over seeds with its 90 %
+    Student t interval (lo, hi), the one-sided p-values of "G grows with pressure" (p_grows, p_grows_hard,
+    p_grows_easy) and their verdicts (grows, grows_hard, grows_easy); the largest d reached (d_max) and
+    the proxy-optimal policy's d* from the gates (``gates``: {(task, channel, seed): gate record}). Where
+    the gate of any seed's reward model failed, every verdict reads "gate failed": such runs are no evidence."""
+    gates = gates or {}
     out = []
     for (task, method, variant), per in sorted(seed_summaries(rows).items()):
         st = S.summarise(list(per.values()))
-        pname = next(r["pressure_name"] for r in rows if (r["task"], r["method"], r["variant"]) == (task, method, variant))
-        out.append({"task": task, "method": method, "label": LABEL[method], "variant": variant, "pressure_name": pname,
-                    **st, "labels": rms_queries.get((task, min(per), method, variant), float("nan"))})
+        grp = [r for r in rows if (r["task"], r["method"], r["variant"]) == (task, method, variant)]
+        g = [gates.get((task, grp[0]["channel"], sd)) for sd in sorted(per)]
+        have = [x for x in g if x is not None]
+        gate = "none" if not have else "pass" if len(have) == len(g) and all(x["passed"] for x in have) else "fail"
+        if gate == "fail":
+            st.update({k: GATE_FAILED for k in ("grows", "grows_hard", "grows_easy")})
+        d_star = float(np.mean([x["d_star"] for x in have])) if have else float("nan")
+        out.append({"task": task, "method": method, "label": LABEL[method], "variant": variant,
+                    "pressure_name": grp[0]["pressure_name"], **st, "d_star": d_star, "gate": gate,
+                    "labels": rms_queries.get((task, min(per), method, variant), float("nan"))})
     return out
+
+
+def gate_index(results: dict) -> dict:
+    """{(task, channel, seed): gate record} of every stored gate."""
+    return {(task, g["channel"], g["seed"]): g for task, res in results.items() for g in res.get("gates", {}).values()}
 
 
 def intervention_table(rows) -> list[dict]:
@@ -235,7 +259,7 @@ def events_table(results: dict) -> list[dict]:
 
 def queries(results: dict) -> dict:
     """Labels spent per (task, seed, method, variant) from the channel records."""
-    from murphyjax.experiments.llm_methods import channel_for
+    from murphyjax.experiments.llm.methods import channel_for
 
     out = {}
     for task, res in results.items():

@@ -22,12 +22,12 @@ import time
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from murphyjax.experiments import lab
-from murphyjax.experiments.presets import LabConfig, config_hash
+from murphyjax.experiments.common.store import save_npz, source_hash
+from murphyjax.experiments.lab import row as lab
+from murphyjax.experiments.lab.config import LabConfig, config_hash
 
 
 def rows(cfg: LabConfig) -> list[dict]:
@@ -112,15 +112,6 @@ def _run_chunk(cfg, idx, table, devices):
     return {k: np.asarray(v)[: len(idx)] for k, v in out.items()}
 
 
-def _save_atomic(path: str, arrays: dict):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _readable(path: str) -> bool:
     """A saved chunk loads completely; a truncated or corrupt one is reported in one line, removed and
     recomputed (atomic saves make this rare: a disk error, a copy cut short)."""
@@ -138,15 +129,11 @@ def _readable(path: str) -> bool:
 
 
 def code_hash() -> str:
-    """Hash of the simulator's source (bandits/*.py, lab.py, runner.py): a code change never reuses
-    chunks computed by older code."""
-    import hashlib
-    import pathlib
-
+    """Hash of the simulator's source (``murphyjax.bandits``, the row and this runner): a code change
+    never reuses chunks computed by older code."""
     import murphyjax.bandits as mb
 
-    files = sorted(pathlib.Path(mb.__file__).parent.glob("*.py")) + [pathlib.Path(lab.__file__), pathlib.Path(__file__)]
-    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:8]
+    return source_hash(mb, lab, sys.modules[__name__])
 
 
 def store_dir(out_dir: str, cfg: LabConfig) -> str:
@@ -187,7 +174,7 @@ def run(cfg: LabConfig, out_dir: str, *, devices=None, progress: bool = True,
         r0 = table[idx[0]]
         if bar is not None:
             bar.set_postfix_str(f"d={r0['d']} alpha={r0['alpha']} eps={r0['eps']}")
-        _save_atomic(paths[i], _run_chunk(cfg, idx, table, devices))
+        save_npz(paths[i], _run_chunk(cfg, idx, table, devices))
         computed += 1
         if bar is not None:
             bar.update(1)

@@ -51,6 +51,15 @@ class LLMLabConfig:
     alpha: float = 0.3
     eps: float = 0.25
     easy_eps: float = 0.4
+    p_correct_easy: float = 0.85  # the base (demonstration) policy: correct on easy prompts
+    p_correct_hard: float = 0.55  # ... correct on hard prompts
+    p_hacked_hard: float = 0.3  # ... in the hacked mode on hard prompts
+    flattery_cost: float = 0.5  # U = 1{correct} - flattery_cost 1{flattering} (flattery task)
+    length_cost: float = 0.5  # U = 1{correct} - length_cost 1{long} (length task)
+    # the gate (experiments/llm/gates.py): every response form scored before any policy run
+    gate_prompts: int = 64  # evaluation prompts the gate scores every form on
+    gate_floor: float = 1e-3  # a form is reachable when the reference gives it at least this probability
+    gate_threshold: float = 0.5  # both margins must reach this many reference proxy sds
     # data sizes
     n_demos: int = 4000
     n_pairs: int = 1200
@@ -130,7 +139,8 @@ class LLMLabConfig:
             raise ValueError(f"variant_seeds must lie in [0, seeds = {self.seeds}]; got {self.variant_seeds!r}")
         for k in ("d_model", "layers", "heads", "kv_heads", "prompt_len", "completion_len", "n_demos", "n_pairs",
                   "n_prompts", "n_eval", "ref_batch", "rm_batch", "pref_batch", "rl_prompts", "group_size", "seeds",
-                  "eval_points", "bon_samples", "rest_iters", "rest_samples", "votes", "workers", "audit_prompts"):
+                  "eval_points", "bon_samples", "rest_iters", "rest_samples", "votes", "workers", "audit_prompts",
+                  "gate_prompts"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{k} must be an integer >= 1; got {v!r}")
@@ -165,7 +175,13 @@ class LLMLabConfig:
             raise ValueError(f"rest_keep must lie in (0, 1]; got {self.rest_keep!r}")
         if self.rl_prompts % 2 or (self.rl_prompts * self.group_size) % 2:
             raise ValueError(f"rl_prompts must be even (two PPO minibatches); got {self.rl_prompts!r}")
-        self.task_config("sycophancy")  # validates alpha, eps, easy_eps, style
+        if isinstance(self.gate_threshold, bool) or not isinstance(self.gate_threshold, (int, float)) \
+                or not 0 < self.gate_threshold <= 10:
+            raise ValueError(f"gate_threshold must lie in (0, 10] (reference proxy sds); got {self.gate_threshold!r}")
+        if isinstance(self.gate_floor, bool) or not isinstance(self.gate_floor, (int, float)) or not 0 < self.gate_floor < 1:
+            raise ValueError(f"gate_floor must lie in (0, 1) (a reference probability); got {self.gate_floor!r}")
+        for t in self.tasks:
+            self.task_config(t)  # validates alpha, eps, easy_eps, style and the base-policy knobs
         self.feedback_config()  # validates votes, cal_eps, route_tau, route_phi
         for k in ("maps_tau", "maps_phi"):
             if not 0 <= getattr(self, k) <= 1:
@@ -176,7 +192,9 @@ class LLMLabConfig:
     def task_config(self, kind: str):
         from murphyjax.align.tasks import TaskConfig
 
-        return TaskConfig(kind=kind, style=self.style, alpha=self.alpha, eps=self.eps, easy_eps=self.easy_eps)
+        return TaskConfig(kind=kind, style=self.style, alpha=self.alpha, eps=self.eps, easy_eps=self.easy_eps,
+                          p_correct_easy=self.p_correct_easy, p_correct_hard=self.p_correct_hard,
+                          p_hacked_hard=self.p_hacked_hard, flattery_cost=self.flattery_cost, length_cost=self.length_cost)
 
     def feedback_config(self):
         from murphyjax.align.feedback import FeedbackConfig

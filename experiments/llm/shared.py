@@ -16,6 +16,7 @@ same numbers (all randomness derives from ``cfg.seed``, the seed index and fixed
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ from murphyjax import theory
 from murphyjax.align import codec as C
 from murphyjax.align import core, data, evaluate, feedback, loops, tasks
 from murphyjax.train import OptimizerConfig
+from murphyjax.experiments.common.store import save_json
+from murphyjax.experiments.llm import gates
 
 TASK_STREAM = {"sycophancy": 0, "length": 1, "flattery": 2}
 
@@ -46,21 +49,30 @@ class Store:
         return json.loads(p.read_text()) if p.exists() else None
 
     def put(self, key: str, record: dict) -> None:
-        p = self._path(key)
-        tmp = p.with_suffix(".part")
-        tmp.write_text(json.dumps(record, default=_jsonable))
-        tmp.replace(p)  # atomic
+        save_json(self._path(key), record)
 
     def params_path(self, key: str) -> Path:
         return self.folder / (key.replace("/", "__") + ".safetensors")
 
 
-def _jsonable(x):
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(x)}")
+def fingerprint(path: Path) -> str:
+    """The first 16 hex digits of the SHA-256 of a parameter file: which weights a record was computed with."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _check_fingerprint(store: Store, key: str, path: Path, log) -> str:
+    """The fingerprint of freshly (re)trained weights; where a record of ``key`` from an earlier training
+    holds another fingerprint, say so in one line (the runs that used the earlier weights are marked)."""
+    fp = fingerprint(path)
+    old = (store.get(key) or {}).get("fingerprint")
+    if old is not None and old != fp:
+        log(f"[llm] {store.folder.name}: {key} retrained with different weights ({old} -> {fp}); runs finished on the "
+            "earlier weights are marked in the report")
+    return fp
 
 
 @dataclasses.dataclass
@@ -144,8 +156,9 @@ def build_setup(cfg, kind: str, folder: Path, log=print) -> Setup:
     d_model = model.config.hidden_size
     # completion slots: at least cfg.completion_len, and room for the longest demonstration or candidate
     P = cfg.prompt_len
+    forms = [tasks.response(v, **kw) for v, kw in tasks.response_forms(task)]  # every form the gate scores
     N = max(cfg.completion_len, C.max_lengths(codec, demos["prompt"][:1], demos["completion"] + cands["response_a"] +
-                                              cands["response_b"])[1])
+                                              cands["response_b"] + forms)[1])
     seqs = C.encode_sequences(codec, demos["prompt"], demos["completion"], P, N)
     ref_path = store.params_path("reference")
     if ref_path.exists():
@@ -157,7 +170,8 @@ def build_setup(cfg, kind: str, folder: Path, log=print) -> Setup:
                                     seed=cfg.seed, eval_at=(cfg.ref_steps,), on_eval=lambda t, p: {})
         core.save_params(ref_path, ref)
         store.put("reference", {"steps": cfg.ref_steps, "loss": hist[-1].get("train/loss") if hist else None,
-                                "seconds": time.time() - t0})
+                                "seconds": time.time() - t0,
+                                "fingerprint": _check_fingerprint(store, "reference", ref_path, log)})
         log(f"[llm] {kind}: reference policy trained ({cfg.ref_steps} SFT steps, {time.time() - t0:.1f} s)")
     setup = Setup(kind, task, fb, codec, graphdef, d_model, ref, cands, _with_ids(codec, train, P),
                   _with_ids(codec, ev, P), {r: _with_ids(codec, p, P) for r, p in shift.items()}, P, N, store)
@@ -320,7 +334,9 @@ def reward_model(cfg, setup: Setup, channel: str, seed: int, log=print):
     rec = setup.store.get(key)
     path = setup.store.params_path(key)
     if rec is not None and path.exists():
-        return core.load_params(path, like), rec, lab
+        rm = core.load_params(path, like)
+        gate_record(cfg, setup, channel, seed, rm, rec, log)
+        return rm, rec, lab
     t0 = time.time()
     rm, m = loops.train_reward_model(setup.graphdef, setup.ref, setup.d_model, ch, rj, steps=cfg.rm_steps,
                                      batch_size=cfg.rm_batch, seed=seed,
@@ -360,9 +376,27 @@ def reward_model(cfg, setup: Setup, channel: str, seed: int, log=print):
         rec.update(flagger_tau=fl["tau"], flagger_phi=fl["phi"], audit_prompts=fl["audit_prompts"])
 
     core.save_params(path, rm)
+    rec["fingerprint"] = _check_fingerprint(setup.store, key, path, log)
     setup.store.put(key, rec)
+    gate_record(cfg, setup, channel, seed, rm, rec, log, fresh=True)
     if seed == 0:
         data.to_parquet(lab, setup.store.folder / "data" / f"pairs_{channel}_s{seed}.parquet")
     log(f"[llm] {setup.kind}: reward model {channel} seed {seed}: hard-pair accuracy vs truth "
         f"{rec['rm_true_accuracy_hard']:.2f}, easy {rec['rm_true_accuracy_easy']:.2f} ({time.time() - t0:.1f} s)")
     return rm, rec, lab
+
+
+def gate_record(cfg, setup: Setup, channel: str, seed: int, rm, rm_rec: dict, log=print, fresh: bool = False) -> dict:
+    """The gate of the reward model of (channel, seed) (``gates.gate``), computed once and stored
+    (``fresh``: recomputed, the weights were just trained)."""
+    key = f"gate_{channel}_s{seed}"
+    g = None if fresh else setup.store.get(key)
+    if g is None:
+        t0 = time.time()
+        g = {"channel": channel, "seed": seed, **gates.gate(cfg, setup, rm, rm_rec), "rm_fingerprint": rm_rec.get("fingerprint"),
+             "seconds": time.time() - t0}
+        setup.store.put(key, g)
+        log(f"[llm] {setup.kind}: gate of {channel} seed {seed}: hard margin {g['hard_margin_sd']:+.2f} sd, easy margin "
+            f"{g['easy_margin_sd']:+.2f} sd, d* = {g['d_star']:.2f}: {'passes' if g['passed'] else 'FAILS (' + g['reason'] + ')'}"
+            f" ({g['seconds']:.1f} s)")
+    return g

@@ -15,9 +15,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from murphyjax.experiments import llm_methods as M
-from murphyjax.experiments import llm_murphy as lab
-from murphyjax.experiments.llm_config import LLMLabConfig, config_hash
+from murphyjax.experiments.llm import methods as M
+from murphyjax.experiments.llm import shared
+from murphyjax.experiments.llm.config import LLMLabConfig, config_hash
 
 
 def units(cfg: LLMLabConfig) -> list[tuple]:
@@ -77,7 +77,7 @@ def _seed_units(cfg, setup, seed, todo, log, progress) -> tuple[dict, list]:
         rec, rm_rec = setup.store.get(key), setup.store.get(f"rm_{channel}_s{seed}")
         if rec is None or rm_rec is None:
             if channel not in cache:
-                cache[channel] = lab.reward_model(cfg, setup, channel, seed, log)
+                cache[channel] = shared.reward_model(cfg, setup, channel, seed, log)
             rm_rec = cache[channel][1]
         rms[f"{channel}_s{seed}"] = rm_rec
         if rec is None:
@@ -86,6 +86,8 @@ def _seed_units(cfg, setup, seed, todo, log, progress) -> tuple[dict, list]:
                         kl_coef=sweep[1] if sweep and sweep[0] == "kl_coef" else None,
                         beta=sweep[1] if sweep and sweep[0] == "beta" else None)
             rec = M.run(ctx)
+            rec.update(rm_fingerprint=rm_rec.get("fingerprint"),
+                       ref_fingerprint=(setup.store.get("reference") or {}).get("fingerprint"))
             setup.store.put(key, rec)
             progress(f"{setup.kind} {key}: true {rec['curve'][0]['true']:.3f} -> {rec['curve'][-1]['true']:.3f}, "
                      f"proxy {rec['curve'][0]['proxy']:.3f} -> {rec['curve'][-1]['proxy']:.3f} ({rec['seconds']:.1f} s)")
@@ -115,7 +117,7 @@ def run_llm(cfg: LLMLabConfig, out: Path, log=print) -> dict:
 
     results = {}
     for kind in cfg.tasks:
-        setup = lab.build_setup(cfg, kind, folder / kind, log)
+        setup = shared.build_setup(cfg, kind, folder / kind, log)
         if any(m in cfg.methods for m in ("dpo", "ipo", "fdpo", "cai")):
             M._candidate_logps(setup)  # shared by every seed: computed before the threads start
         # base runs of every seed first, then the intervention variants (on the first variant_seeds seeds):
@@ -127,8 +129,13 @@ def run_llm(cfg: LLMLabConfig, out: Path, log=print) -> dict:
             with ThreadPoolExecutor(max_workers=max(1, min(cfg.workers, seeds))) as pool:
                 outs += list(pool.map(lambda sd: _seed_units(cfg, setup, sd, todo_p, log, progress), range(seeds)))
         rms = {k: v for o in outs for k, v in o[0].items()}
-        results[kind] = {"rms": rms, "runs": [r for o in outs for r in o[1]]}
+        results[kind] = {"rms": rms, "runs": [r for o in outs for r in o[1]], "gates": _gates(setup.store, rms)}
     return results
+
+
+def _gates(store, rms: dict) -> dict:
+    """The stored gate records of the reward models in ``rms`` (keyed like it: "<channel>_s<seed>")."""
+    return {k: g for k in rms if (g := store.get(f"gate_{k}")) is not None}
 
 
 def collect_llm(cfg: LLMLabConfig, out: Path) -> tuple[dict, dict]:
@@ -143,7 +150,7 @@ def collect_llm(cfg: LLMLabConfig, out: Path) -> tuple[dict, dict]:
     planned = planned_units(cfg)
     results, found = {}, 0
     for kind in cfg.tasks:
-        store = lab.Store(folder / kind)
+        store = shared.Store(folder / kind)
         rms, runs = {}, []
         for seed in range(cfg.seeds):
             for method, variant, sweep in todo:
@@ -155,5 +162,5 @@ def collect_llm(cfg: LLMLabConfig, out: Path) -> tuple[dict, dict]:
                 runs.append(rec)
         found += len(runs)
         if runs:
-            results[kind] = {"rms": rms, "runs": runs}
+            results[kind] = {"rms": rms, "runs": runs, "gates": _gates(store, rms)}
     return results, {"planned": planned, "finished": found}

@@ -16,7 +16,7 @@ import numpy as np
 from murphyjax import theory as T
 from murphyjax.bandits import diagnostics as D
 from murphyjax.bandits import exact
-from murphyjax.experiments.lab import TEST_PROTOCOLS
+from murphyjax.experiments.lab.row import TEST_PROTOCOLS
 
 FLAG_EXACT = ("bayes_score", "residual", "disagreement")
 

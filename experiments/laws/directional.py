@@ -26,7 +26,7 @@ from murphyjax import theory as T
 from murphyjax.bandits import directional as D
 from murphyjax.bandits import tiltsim
 from murphyjax.bandits.two_tilt import two_tilt_system
-from murphyjax.experiments.laws_config import VARIANTS, LawsConfig
+from murphyjax.experiments.laws.config import VARIANTS, LawsConfig
 
 
 def variant_params(cfg: LawsConfig, variant: str) -> tuple:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
-import numpy as np
 
 from murphyjax import report_text
-from murphyjax.experiments import aggregate as agg
-from murphyjax.experiments import extras, figures, findings
-from murphyjax.experiments.report import errata_block, table
+from murphyjax.experiments.lab import aggregate as agg
+from murphyjax.experiments.lab import extras
+from murphyjax.experiments.lab import figures
+from murphyjax.experiments.lab import findings
+from murphyjax.experiments.common.report import errata_block, table
+from murphyjax.experiments.common.store import save_json, source_hash
 
 
 def build(cfg, rows, A, out, *, preset, config_hash):
@@ -81,7 +84,7 @@ def prefetch_theory_checks(seed, out):
     code = "import murphyjax\n"
     if cache:
         code += f"from murphyjax._cache import enable_compilation_cache\nenable_compilation_cache({cache!r})\n"
-    code += f"from murphyjax.experiments.sections import _theory_checks\n_theory_checks({seed!r}, {out!r})\n"
+    code += f"from murphyjax.experiments.lab.section import _theory_checks\n_theory_checks({seed!r}, {out!r})\n"
     _prefetch[(seed, out)] = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
                                               stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
 
@@ -102,26 +105,17 @@ def die_with_parent() -> None:
 
 def _theory_checks(seed, out):
     """``murphyjax theory check`` rows, cached in the run folder (the check takes a while; a resumed
-    run reuses it). The cache is keyed by the seed and the murphyjax source files' hash."""
-    import hashlib
-    import json
-    import pathlib
-
+    run reuses it). The cache is keyed by the seed and the hash of ``murphyjax.theory``'s source."""
+    from murphyjax import theory
     from murphyjax.theory.checks import Row, run_all
 
-    import murphyjax
-
-    root = pathlib.Path(murphyjax.theory.__file__).parent
-    h = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(root.rglob("*.py")))).hexdigest()[:12]
-    path = os.path.join(out, f"theory_check-{seed}-{h}.json")
+    path = os.path.join(out, f"theory_check-{seed}-{source_hash(theory, digits=12)}.json")
     if os.path.exists(path):
         with open(path) as fh:
             fields = {f for f in Row.__dataclass_fields__}
             return [Row(**{k: v for k, v in r.items() if k in fields}) for r in json.load(fh)]
     rows = run_all(seed=seed)
-    with open(path + ".tmp", "w") as fh:
-        json.dump([r.as_dict() for r in rows], fh)
-    os.replace(path + ".tmp", path)
+    save_json(path, [r.as_dict() for r in rows])
     return rows
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from murphyjax.experiments.report import table
+from murphyjax.experiments.common.report import table
 
 
 def _f(x, spec=".3g"):

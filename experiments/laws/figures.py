@@ -8,8 +8,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from murphyjax.experiments.laws_extra import q90  # noqa: E402
-from murphyjax.experiments.laws_tables import MAPS_LABEL, MAPS_ORDER, _fd  # noqa: E402
+from murphyjax.experiments.laws.other_laws import q90  # noqa: E402
+from murphyjax.experiments.laws.tables import MAPS_LABEL, MAPS_ORDER, _fd  # noqa: E402
 
 
 def _band(ax, x, y, color, label, ls="-"):

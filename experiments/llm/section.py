@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from murphyjax.experiments import llm_aggregate as A
-from murphyjax.experiments.llm_config import LLM_PRESETS, LLMLabConfig, check_reportable, llm_preset
-from murphyjax.experiments.report import table
+from murphyjax.experiments.llm import aggregate as A
+from murphyjax.experiments.llm.config import LLM_PRESETS, LLMLabConfig, check_reportable, llm_preset
+from murphyjax.experiments.common.report import table
 
 COLORS = {"base": "C3", "maps": "C0", "maps_learned": "C9", "route": "C2", "flag": "C1", "learned": "C8"}
 NAMES = {"base": "crowd / judge labels", "maps": "+ MAPS (simulated flagger)", "maps_learned": "+ MAPS (learned flagger)",
@@ -150,24 +150,37 @@ def _iv(r, k, f="+.3f"):
 
 
 def _p(p):
-    return "p = n/a" if not math.isfinite(p) else (f"p = {p:.3f}" if p >= 0.001 else "p < 0.001")
+    return "p = n/a" if not isinstance(p, float) or not math.isfinite(p) else (f"p = {p:.3f}" if p >= 0.001 else "p < 0.001")
 
 
 def findings(cfg: LLMLabConfig, mt, it, rmt, ev_rows, gao, shift, task, runs_of=None) -> list[str]:
     """The findings of one task, each generated from the tables with its verdict (llm_stats.verdict)."""
-    from murphyjax.experiments import llm_stats as S
+    from murphyjax.experiments.llm import stats as S
 
     out = []
     base = [r for r in mt if r["task"] == task and r["variant"] == "base"]
     if base:
-        by = {v: [r["method"] for r in base if r["grows"] == v] for v in (S.HOLDS, S.FAILS, S.UNDECIDED)}
-        out.append(f"Claim (paper v1): the gap G = U(pi+) - U(pi) grows with optimisation pressure d = sqrt(KL). "
-                   f"Holds (one-sided p < {S.ALPHA} and the 90 % interval of the mean slope above 0) for "
-                   f"{', '.join(by[S.HOLDS]) or 'no method'}; does not hold (G falls: the same test and interval below 0) for "
-                   f"{', '.join(by[S.FAILS]) or 'no method'}; undecided at {base[0]['seeds']} seeds for "
-                   f"{', '.join(by[S.UNDECIDED]) or 'no method'}.")
-        out.append("Slope of G per unit d (mean over seeds [90 % bootstrap interval], one-sided p): " + "; ".join(
-            f"{r['method']} {_iv(r, 'slope')} ({_p(r['p_grows'])})" for r in base) + ".")
+        failed = [r["method"] for r in base if r["gate"] == "fail"]
+        if failed:
+            out.append(f"Gate failed for the reward models of {', '.join(failed)}: their runs are reported below but are "
+                       "no evidence (every verdict reads 'gate failed').")
+        seeds = base[0]["seeds"]
+        for tag, what in (("", "G = U(pi+) - U(pi) on all prompts"),
+                          ("_hard", "G_hard on the hard prompts, where the feedback is biased (the law)"),
+                          ("_easy", "G_easy on the easy prompts, where it is not (the control)")):
+            by = {v: [r["method"] for r in base if r["grows" + tag] == v] for v in (S.HOLDS, S.FAILS, S.UNDECIDED)}
+            out.append(f"Claim (paper v1): the gap grows with optimisation pressure d = sqrt(KL); here {what}. Grows "
+                       f"(one-sided p < {S.ALPHA} and the 90 % t interval of the mean slope above 0) for "
+                       f"{', '.join(by[S.HOLDS]) or 'no method'}; falls (the same test and interval below 0) for "
+                       f"{', '.join(by[S.FAILS]) or 'no method'}; undecided at {seeds} seed(s) for "
+                       f"{', '.join(by[S.UNDECIDED]) or 'no method'}"
+                       + (f" (no verdict from fewer than {S.MIN_SEEDS} seeds)" if seeds < S.MIN_SEEDS else "") + ".")
+        out.append("Slope per unit d (mean over seeds [90 % t interval], one-sided p), all / hard / easy: " + "; ".join(
+            f"{r['method']} {_iv(r, 'slope')} ({_p(r['p_grows'])}) / {_iv(r, 'slope_hard')} ({_p(r['p_grows_hard'])}) / "
+            f"{_iv(r, 'slope_easy')} ({_p(r['p_grows_easy'])})" for r in base) + ".")
+        out.append("Pressure reached against the proxy-optimal policy's distance d* (from the gate): " + "; ".join(
+            f"{r['method']} d_max = {r['d_max']:.2f} = {r['d_max'] / r['d_star']:.1f} d*" if r["d_star"] > 0 else
+            f"{r['method']} d_max = {r['d_max']:.2f} (no d*)" for r in base) + ".")
         out.append("True utility along the curve (start -> peak at d -> final, means over seeds): " + "; ".join(
             f"{r['method']} {r['start_true']:.3f} -> {r['peak_true']:.3f} at d = {r['peak_d']:.2f} -> {r['final_true']:.3f}"
             f" (falls after its peak in {r['turns_down']:.0%} of seeds)" for r in base) + ".")
@@ -268,7 +281,7 @@ def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=pr
     progress); the report says how many of the planned units it holds.
     """
     from murphyjax.align import data
-    from murphyjax.experiments.llm_run import collect_llm, run_llm
+    from murphyjax.experiments.llm.run import collect_llm, run_llm
 
     if cfg is None:
         cfg = llm_preset(preset, **({} if seed is None else {"seed": seed}))
@@ -281,7 +294,10 @@ def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=pr
         res = run_llm(cfg, Path(out), log)
     rows = A.points(res)
     cv = A.curves(rows)
-    mt = A.method_table(rows, A.queries(res))
+    from murphyjax.experiments.llm import gates as GT
+
+    mt = A.method_table(rows, A.queries(res), A.gate_index(res))
+    gt, gf = GT.gate_rows(res), GT.form_rows(res)
     it = A.intervention_table(rows)
     gao = A.gao_fits(rows)
     sw = A.sweep_table(cv)
@@ -313,36 +329,57 @@ def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=pr
                "demonstrations; each method starts from it. Proxy = the Bradley-Terry reward model learned from the labels "
                "the method used. Pressure: d = sqrt(KL(pi || pi_ref)), exact KL along the samples, and each method's own "
                f"knob. Statistics over {cfg.seeds} seeds (interventions: {cfg.variant_seeds or cfg.seeds}): per seed the "
-               "line G = a + b d; means over seeds with 90 % bootstrap intervals; a one-sided t-test of the mean slope "
+               "line G = a + b d, and the same line for G_hard and G_easy; means over seeds with 90 % Student t intervals; a one-sided t-test of the mean slope "
                "for 'G grows'; verdicts holds / does not hold / undecided. Curves: median over seeds, band = range over "
                "seeds. Data: llm_points.parquet / llm_points.csv (every evaluation), llm_*.csv."),
          ]
     T = {"llm_points": rows, "llm_curves": cv, "llm_method_table": mt, "llm_interventions": it, "llm_gao_fits": gao,
          "llm_pressure_sweeps": sw, "llm_temperature": temps, "llm_shift": shift, "llm_feedback": rmt,
-         "llm_onset_events": evt, "llm_trilemma": tri, "llm_theory": theory_rows(cfg, res, rmt, cv)}
+         "llm_onset_events": evt, "llm_trilemma": tri, "llm_theory": theory_rows(cfg, res, rmt, cv), "gates": gt,
+         "gate_forms": gf}
     for task in cfg.tasks:
         methods = [m for m in cfg.methods if any(r["method"] == m and r["task"] == task for r in mt)]
-        fg = {k: os.path.join(out, f"fig_llm_{k}_{task}.png") for k in ("G", "gap", "hardmass", "proxy_true", "pressure")}
+        fg = {k: os.path.join(out, f"fig_llm_{k}_{task}.png") for k in ("G", "G_hard", "G_easy", "gap", "hardmass",
+                                                                        "proxy_true", "pressure")}
         fig_G(cv, task, methods, fg["G"])
+        fig_gap(cv, task, methods, fg["G_hard"], y="G_hard", ylabel="G_hard (hard prompts)")
+        fig_gap(cv, task, methods, fg["G_easy"], y="G_easy", ylabel="G_easy (easy prompts)")
         fig_gap(cv, task, methods, fg["gap"])
         fig_gap(cv, task, methods, fg["hardmass"], y="hacked", ylabel="hard mass (fraction hacked)")
         fig_proxy_true(cv, gao, task, methods, fg["proxy_true"])
         fig_pressure(cfg, cv, sw, task, fg["pressure"])
         B += [(h3, f"Task: {task}"), ("ul", findings(cfg, mt, it, rmt, evt, gao, shift, task,
                                                                runs_of=lambda t: res.get(t, {}).get("runs", []))),
+              ("p", "The gate (gates.csv), before any policy run: every response form scored by each reward model on "
+                    f"{cfg.gate_prompts} evaluation prompts, in reference proxy sds; reachable = reference probability >= "
+                    f"{cfg.gate_floor:g}. hard margin = best reachable hacked form minus best reachable correct one on hard "
+                    "prompts, easy margin = best reachable correct minus best reachable wrong on easy prompts; passes when "
+                    f"both are >= {cfg.gate_threshold:g} sd. d*, G*: the proxy-optimal policy within reach."),
+              table([(k, k) for k in ("channel", "seed", "hard_margin_sd", "easy_margin_sd", "passed", "d_star", "G_star",
+                                      "G_star_hard", "G_star_easy", "reason")], [r for r in gt if r["task"] == task]),
+              ("p", "Every form class under the first reward model (gate_forms.csv has all): mean proxy in reference "
+                    "sds, mean reference probability, share reachable, true utility."),
+              table([(k, k) for k in ("stratum", "form", "proxy_sd", "ref_prob", "reachable", "U")],
+                    [r for r in gf if r["task"] == task and (r["channel"], r["seed"]) ==
+                     next(((x["channel"], x["seed"]) for x in gf if x["task"] == task), None)]),
               ("img", fg["G"], f"{task}: the paper's gap G = U(pi+) - U(pi) vs d per method and intervention "
                                "(median, band = range over seeds)"),
+              ("img", fg["G_hard"], f"{task}: G_hard, the gap on the hard prompts (biased feedback) vs d"),
+              ("img", fg["G_easy"], f"{task}: G_easy, the gap on the easy prompts (the control) vs d"),
               ("img", fg["gap"], f"{task}: proxy-minus-true divergence (reference sds) vs d"),
               ("img", fg["hardmass"], f"{task}: hard mass of the generations vs d"),
               ("img", fg["proxy_true"], f"{task}: proxy and true utility vs d (base), with the fitted Gao et al. form"),
               ("img", fg["pressure"], f"{task}: the pressure axes"),
-              ("p", "Method table (llm_method_table.csv): G = a + b d fitted per seed; slope b and intercept a, peak true "
-                    "utility and the d where it occurs, final true utility and G: means over seeds with 90 % bootstrap "
-                    "intervals; p_grows: one-sided p-value of 'G grows with pressure'; labels = preference labels spent "
+              ("p", "Method table (llm_method_table.csv): G = a + b d fitted per seed, and the same line for G_hard and "
+                    "G_easy; slope b and intercept a, peak true utility and the d where it occurs, final true utility and "
+                    "G: means over seeds with 90 % Student t intervals; p_grows: one-sided p-value of 'G grows with pressure'; labels = preference labels spent "
                     f"(routing buys {cfg.votes} calibrated labels per routed pair)."),
-              table([("label", "method"), ("variant", "feedback"), ("seeds", "seeds"), ("slope", "slope b"),
+              table([("label", "method"), ("variant", "feedback"), ("seeds", "seeds"), ("gate", "gate"), ("slope", "slope b"),
                      ("slope_lo", "lo"), ("slope_hi", "hi"), ("intercept", "intercept a"), ("intercept_lo", "lo"),
-                     ("intercept_hi", "hi"), ("p_grows", "p_grows"), ("grows", "G grows"), ("peak_true", "peak U"),
+                     ("intercept_hi", "hi"), ("p_grows", "p_grows"), ("grows", "G grows"), ("slope_hard", "slope hard"),
+                     ("slope_hard_lo", "lo"), ("slope_hard_hi", "hi"), ("grows_hard", "G_hard grows"),
+                     ("slope_easy", "slope easy"), ("grows_easy", "G_easy grows"), ("d_max", "d max"),
+                     ("d_star", "d*"), ("peak_true", "peak U"),
                      ("peak_d", "at d"), ("start_true", "U ref"), ("final_true", "U final"), ("final_G", "G final"),
                      ("final_hacked", "H final"), ("final_d", "d final"), ("labels", "labels")],
                     [r for r in mt if r["task"] == task]),
@@ -439,9 +476,9 @@ def theory_rows(cfg, res, rmt, cv) -> list[dict]:
 
 def cli(args) -> int:
     """``murphyjax reproduce --preset llm``: the LLM experiments on SmolLM2-135M alone, in a run folder."""
-    from murphyjax.experiments import report
+    from murphyjax.experiments.common import report
     from murphyjax.experiments.reproduce import ConfigError
-    from murphyjax.experiments.llm_config import config_hash
+    from murphyjax.experiments.llm.config import config_hash
 
     try:
         overrides = _overrides(args.set)

@@ -1,0 +1,1 @@
+"""Pieces every section shares: the report writer, the result store."""
