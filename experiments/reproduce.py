@@ -183,7 +183,9 @@ def use_all_cpu_cores():
 
 def cli(args) -> int:
     """Handler of the ``reproduce`` subcommand (see murphyjax/cli.py)."""
-    if args.preset == "llm":  # the LLM experiments on SmolLM2-135M alone
+    if getattr(args, "max_minutes", None) is not None and not args.preset.startswith("llm"):
+        raise ConfigError("--max-minutes applies to the llm presets (llm, llm-pilot) only")
+    if args.preset.startswith("llm"):  # the LLM experiments on SmolLM2-135M alone
         from murphyjax.experiments.llm.section import cli as llm_cli
 
         return llm_cli(args)

@@ -83,6 +83,16 @@ def _nonneg_int(s: str) -> int:
     return v
 
 
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes > 0, got {s!r}") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of minutes > 0, got {s!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="murphyjax",
@@ -134,10 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
                                     "oracle-free) and write a run folder: report.md, report.html, figures, CSV data,\n"
                                     "config and versions. Re-running the same command resumes an interrupted run.",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    rp.add_argument("--preset", choices=["quick", "paper", "llm"], default="quick",
+    rp.add_argument("--preset", choices=["quick", "paper", "llm", "llm-pilot"], default="quick",
                     help="quick: reduced grid, a few minutes (default), with the LLM section on a tiny policy; "
                          "paper: the full grid of Section 3.5; llm: the LLM experiments on SmolLM2-135M "
-                         "(after `murphyjax models fetch smollm2-135m`; --set then sets LLM config fields)")
+                         "(after `murphyjax models fetch smollm2-135m`; --set then sets LLM config fields); "
+                         "llm-pilot: one seed of PPO, DPO and best-of-n on SmolLM2-135M, gates first")
+    rp.add_argument("--max-minutes", type=_positive_float, default=None, metavar="M",
+                    help="llm presets: start no unit that cannot finish within M minutes of the start (unit costs "
+                         "measured from the finished ones), then write the report from the finished units")
     rp.add_argument("--out", metavar="DIR", help="run folder (default: runs/<preset>-<config hash>)")
     rp.add_argument("--seed", type=_nonneg_int, default=None, help="base seed (default 0)")
     rp.add_argument("--set", metavar="KEY=VALUE", action="append",

@@ -156,3 +156,44 @@ def test_fused_qkv_round_trips_and_keeps_head_order():
     np.testing.assert_array_equal(fused[:, 1, 2], wk[:, hd:])
     for a, b in zip(split_qkv(fused, 4), (wq, wk, wv)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("scan", [True, False])
+def test_trainable_layers_freezes_everything_below_the_top_k(scan):
+    """trainable_layers = k: the same forward pass; exactly zero gradient for the embedding (tied output
+    included) and the lower layers, a non-zero one for the top k and the final norm."""
+    import dataclasses
+    import re
+
+    from murphyjax.align import core
+    from murphyjax.llm import init
+
+    cfg = LlamaConfig.tiny(num_layers=3, scan_layers=scan)
+    ids = jax.random.randint(jax.random.key(1), (2, 6), 0, cfg.vocab_size)
+    mask = jnp.ones((2, 6), bool)
+    g_all, params = core.split(init(cfg, 0))
+    g_top, _ = core.split(init(dataclasses.replace(cfg, trainable_layers=1), 0))
+
+    def loss(g, p):
+        return jnp.mean(core.completion_logps(core.forward(g, p, ids, mask), ids, mask))
+
+    np.testing.assert_array_equal(np.asarray(core.forward(g_all, params, ids, mask)),
+                                  np.asarray(core.forward(g_top, params, ids, mask)))
+    flat = {"/".join(map(str, k)): np.asarray(v) for k, v in jax.tree_util.tree_flatten_with_path(
+        jax.grad(lambda p: loss(g_top, p))(params))[0]}
+    full = {"/".join(map(str, k)): np.asarray(v) for k, v in jax.tree_util.tree_flatten_with_path(
+        jax.grad(lambda p: loss(g_all, p))(params))[0]}
+    for name, g in flat.items():
+        if "embed" in name:
+            assert not g.any(), name
+        elif "final_norm" in name:
+            np.testing.assert_allclose(g, full[name], rtol=1e-5, atol=1e-7)
+        elif scan:  # stacked (layers, ...): rows 0-1 frozen, row 2 trained
+            assert not g[:2].any() and g[2].any(), name
+            np.testing.assert_allclose(g[2], full[name][2], rtol=1e-4, atol=1e-7)
+        else:
+            found = re.search(r"\['layers'\]/\[(\d+)\]", name)
+            layer = int(found.group(1)) if found else None
+            assert (g.any() if layer == 2 else not g.any()), name
+    with pytest.raises(ValueError, match="trainable_layers"):
+        LlamaConfig.tiny(num_layers=3, trainable_layers=4)

@@ -1,5 +1,6 @@
 """The LLM Murphy experiments end to end on a micro configuration: report, resume, determinism, bad values."""
 
+import dataclasses
 import json
 import os
 
@@ -28,7 +29,7 @@ def micro_run(tmp_path_factory):
 
 def test_section_writes_figures_tables_and_data(micro_run):
     cfg, out, blocks, tables = micro_run
-    for kind in ("gap", "hardmass", "proxy_true", "pressure"):
+    for kind in ("G", "G_hard", "G_easy", "gap", "hardmass", "proxy_true", "pressure"):
         assert (out / f"fig_llm_{kind}_sycophancy.png").stat().st_size > 1000
     assert (out / "llm_points.parquet").exists() and (out / "llm" / "sycophancy" / "data" / "eval.parquet").exists()
     mt = tables["llm_method_table"]
@@ -88,7 +89,11 @@ def test_a_different_configuration_in_the_same_folder_is_refused(micro_run):
                                         ({"d_model": 90, "heads": 4}, "heads must divide d_model"),
                                         ({"heads": 4, "kv_heads": 3}, "kv_heads must divide heads"),
                                         ({"temperatures": ()}, "temperatures"), ({"variant_seeds": 9}, "variant_seeds"),
-                                        ({"variant_methods": ("rest",), "methods": ("dpo",)}, "variant_methods")])
+                                        ({"variant_methods": ("rest",), "methods": ("dpo",)}, "variant_methods"),
+                                        ({"gate_threshold": 0.0}, "gate_threshold"), ({"gate_threshold": 10.5}, "gate_threshold"),
+                                        ({"gate_floor": 1.0}, "gate_floor"), ({"p_hacked_hard": 1.5}, "p_hacked_hard"),
+                                        ({"flattery_cost": -1.0, "tasks": ("flattery",)}, "flattery_cost"),
+                                        ({"p_correct_easy": 2.0}, "p_correct_easy")])
 def test_bad_configuration_values_name_the_field(kw, needle):
     with pytest.raises(ValueError, match=needle):
         LLMLabConfig(**kw)
@@ -102,3 +107,99 @@ def test_presets_and_overrides():
         llm_report._overrides(["nope=1"])
     with pytest.raises(ValueError, match="preset"):
         llm_preset("paper")
+
+
+def test_every_reward_model_is_gated_and_the_gate_matches_a_direct_recomputation(micro_run):
+    """The gate's vectorised margins and d* against a plain loop over prompts and forms, each form scored
+    by its own forward pass (reward model and reference)."""
+    import math
+
+    from murphyjax.align import codec as C
+    from murphyjax.align import core, tasks
+    from murphyjax.experiments.llm import gates, shared
+
+    cfg, out, _, tables = micro_run
+    rows = tables["gates"]
+    assert {(r["channel"], r["seed"]) for r in rows} >= {("crowd", 0), ("route_oracle", 0)}
+    setup = shared.build_setup(cfg, "sycophancy", out / "llm" / "sycophancy", log=lambda *a: None)
+    rm, rm_rec, _ = shared.reward_model(cfg, setup, "crowd", 0, log=lambda *a: None)
+    for floor in (cfg.gate_floor, 1e-30):  # the preset's floor, and one that makes every form reachable
+        _check_gate(dataclasses.replace(cfg, gate_floor=floor), setup, rm, rm_rec, all_reachable=floor < 1e-20)
+
+
+def _check_gate(cfg, setup, rm, rm_rec, all_reachable):
+    import math
+
+    from murphyjax.align import codec as C
+    from murphyjax.align import core, tasks
+    from murphyjax.experiments.llm import gates
+
+    g = gates.gate(cfg, setup, rm, rm_rec)
+    ev, task = setup.eval, setup.task
+    hard_m, easy_m, kls = [], [], []
+    for i in range(min(cfg.gate_prompts, len(ev["prompt"]))):
+        forms = []
+        for v, kw in tasks.response_forms(task):
+            text = tasks.response(v, **kw)
+            seq = C.encode_sequences(setup.codec, [ev["prompt"][i]], [text], setup.P, setup.N)
+            z = (float(core.reward_scores(setup.graphdef, rm, seq.ids, seq.mask)[0]) - rm_rec["ref"]["proxy"]) \
+                / rm_rec["ref_proxy_sd"]
+            lp = float(core.sequence_logps(setup.graphdef, setup.ref, seq.ids, seq.mask, seq.cmask)[0])
+            U, H, ok = tasks.score(task, ev["value"][i], ev["asserted"][i], text)
+            forms.append((z, lp, U, H, ok))
+        reach = [f for f in forms if f[1] >= math.log(cfg.gate_floor)]
+        good = [f[0] for f in reach if f[4] and not f[3]]
+        if ev["hard"][i]:
+            hacked = [f[0] for f in reach if f[3]]
+            if hacked and good:
+                hard_m.append(max(hacked) - max(good))
+        else:
+            wrong = [f[0] for f in reach if not f[4]]
+            if wrong and good:
+                easy_m.append(max(good) - max(wrong))
+        if reach:
+            kls.append(-max(reach, key=lambda f: f[0])[1])
+    np.testing.assert_allclose(g["hard_margin_sd"], np.mean(hard_m) if hard_m else np.nan, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(g["easy_margin_sd"], np.mean(easy_m) if easy_m else np.nan, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(g["d_star"], math.sqrt(np.mean(kls)), rtol=1e-4)
+    if all_reachable:  # every prompt has every form: both margins are means over every prompt of the stratum
+        assert len(hard_m) == g["hard_prompts"] > 0 and len(easy_m) == g["easy_prompts"] > 0
+    assert g["passed"] == (g["hard_margin_sd"] >= cfg.gate_threshold and g["easy_margin_sd"] >= cfg.gate_threshold)
+
+
+def test_records_carry_the_fingerprints_of_the_weights_they_used(micro_run):
+    cfg, out, _, _ = micro_run
+    res = llm_run.collect_llm(cfg, out)[0]["sycophancy"]
+    ref = json.loads((out / "llm" / "sycophancy" / "reference.json").read_text())["fingerprint"]
+    for r in res["runs"]:
+        rm = res["rms"][f"{r['channel']}_s{r['seed']}"]
+        assert r["rm_fingerprint"] == rm["fingerprint"] and r["ref_fingerprint"] == ref and len(ref) == 16
+
+
+def test_best_of_n_strata_add_up_to_the_pooled_curve(micro_run):
+    cfg, out, _, _ = micro_run
+    import pyarrow.parquet as pq
+
+    hard = np.mean(pq.read_table(out / "llm" / "sycophancy" / "data" / "eval.parquet").column("hard").to_pylist())
+    run = next(r for r in llm_run.collect_llm(cfg, out)[0]["sycophancy"]["runs"] if (r["method"], r["variant"]) == ("bon", "base"))
+    for p in run["curve"]:
+        np.testing.assert_allclose(hard * p["true_hard"] + (1 - hard) * p["true_easy"], p["true"], rtol=1e-6, atol=1e-9)
+
+
+def test_a_deadline_starts_no_unit_it_cannot_finish(micro_run, monkeypatch):
+    cfg, out, _, _ = micro_run
+    folder = out / "llm" / "sycophancy"
+    key = llm_run.run_key("sft", "base", None, 0)
+    stored = (folder / f"{key}.json").read_text()
+    os.remove(folder / f"{key}.json")
+    calls = []
+    monkeypatch.setattr(llm_methods, "run", lambda ctx: calls.append(ctx.method))
+    try:
+        llm_run.run_llm(cfg, out, log=lambda *a: None, max_minutes=1e-6)  # every measured unit takes longer
+        assert calls == [] and not (folder / f"{key}.json").exists()
+        done = llm_run.collect_llm(cfg, out)[1]
+        assert done["finished"] == done["planned"] - 1
+    finally:
+        (folder / f"{key}.json").write_text(stored)
+    d = llm_run.Deadline(None, out / "llm")
+    assert d.allows("sft") and d.estimate("sft") > 0 and d.estimate("never-run") == max(d.costs.values())

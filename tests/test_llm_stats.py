@@ -102,3 +102,39 @@ def test_matched_G_interpolates_at_the_common_pressure():
     a = [{"d": 0.0, "G": 0.2}, {"d": 1.0, "G": 0.6}]
     b = [{"d": 0.0, "G": 0.2}, {"d": 0.5, "G": 0.3}]
     assert S.matched_G(a, b) == pytest.approx((0.4, 0.3))
+
+
+def test_t_interval_is_students_and_covers_at_its_level_with_three_seeds():
+    x = np.array([0.3, -0.1, 0.5])
+    m, lo, hi = S.t_mean(x)
+    want = sps.t.interval(0.90, 2, loc=x.mean(), scale=sps.sem(x))
+    assert (lo, hi) == pytest.approx(want, rel=1e-12) and m == pytest.approx(x.mean())
+    assert math.isnan(S.t_mean([1.0])[1]) and S.t_mean([0.25, 0.25, 0.25])[1:] == (0.25, 0.25)
+    rng = np.random.default_rng(3)
+    draws = rng.normal(0.0, 1.0, (2000, 3))
+    cover_t = np.mean([lo <= 0.0 <= hi for lo, hi in (S.t_mean(d)[1:] for d in draws)])
+    assert 0.88 <= cover_t <= 0.92, cover_t  # exact for normal seeds: 90 %
+    cover_boot = np.mean([lo <= 0.0 <= hi for lo, hi in (S.bootstrap_mean(d, resamples=200, seed=i)[1:]
+                                                          for i, d in enumerate(draws[:300]))])
+    assert cover_boot < 0.75, cover_boot  # the percentile bootstrap over 3 seeds is far too narrow
+
+
+def _strata(rows, hard_slope, easy_slope):
+    for r in rows:
+        r["G_hard"] = 0.5 + hard_slope[r["seed"]] * r["d"]
+        r["G_easy"] = 0.2 + easy_slope[r["seed"]] * r["d"]
+        r["channel"] = "crowd"
+    return rows
+
+
+def test_method_table_reports_each_stratum_and_withholds_verdicts_when_the_gate_fails():
+    rows = _strata(_rows([0.0, 0.01, -0.01, 0.02]), hard_slope=[0.6, 0.7, 0.65, 0.62], easy_slope=[-0.3, -0.35, -0.28, -0.31])
+    r = A.method_table(rows, {})[0]
+    assert r["grows"] == S.UNDECIDED and r["grows_hard"] == S.HOLDS and r["grows_easy"] == S.FAILS
+    assert r["slope_hard"] == pytest.approx(0.6425) and r["d_max"] == pytest.approx(1.0) and r["gate"] == "none"
+    ok = {("sycophancy", "crowd", s): {"passed": True, "d_star": 2.0} for s in range(4)}
+    r = A.method_table(rows, {}, ok)[0]
+    assert r["gate"] == "pass" and r["d_star"] == 2.0 and r["grows_hard"] == S.HOLDS
+    bad = {**ok, ("sycophancy", "crowd", 2): {"passed": False, "d_star": 2.0}}
+    r = A.method_table(rows, {}, bad)[0]
+    assert r["gate"] == "fail" and {r["grows"], r["grows_hard"], r["grows_easy"]} == {A.GATE_FAILED}

@@ -111,7 +111,7 @@ def method_table(rows, rms_queries: dict, gates: dict | None = None) -> list[dic
     for (task, method, variant), per in sorted(seed_summaries(rows).items()):
         st = S.summarise(list(per.values()))
         grp = [r for r in rows if (r["task"], r["method"], r["variant"]) == (task, method, variant)]
-        g = [gates.get((task, grp[0]["channel"], sd)) for sd in sorted(per)]
+        g = [gates.get((task, grp[0].get("channel"), sd)) for sd in sorted(per)]
         have = [x for x in g if x is not None]
         gate = "none" if not have else "pass" if len(have) == len(g) and all(x["passed"] for x in have) else "fail"
         if gate == "fail":

@@ -45,6 +45,7 @@ class LLMLabConfig:
     kv_heads: int = 2
     prompt_len: int = 16  # P: prompt slots (tiny codec; the chat codec needs more)
     completion_len: int = 8  # N: completion slots (sycophancy answers are <= 7 tokens with <eos>)
+    train_layers: int = 0  # every training step updates only the top train_layers layers (0: every weight)
     # tasks (murphyjax.align.tasks.TaskConfig fields shared by every task)
     tasks: tuple = ("sycophancy",)
     style: str = "fact"
@@ -162,6 +163,11 @@ class LLMLabConfig:
 
         if self.fdpo_divergence not in losses.F_DIVERGENCES:
             raise ValueError(f"fdpo_divergence must be one of {losses.F_DIVERGENCES}; got {self.fdpo_divergence!r}")
+        depth = self.layers if self.model == "tiny" else 30
+        if isinstance(self.train_layers, bool) or not isinstance(self.train_layers, int) \
+                or not 0 <= self.train_layers <= depth:
+            raise ValueError(f"train_layers must be an integer in [0, {depth}] (the model's layers; 0: all); "
+                             f"got {self.train_layers!r}")
         if self.model == "tiny" and (self.d_model % self.heads or self.heads % self.kv_heads):
             raise ValueError(f"heads must divide d_model and kv_heads must divide heads; got d_model={self.d_model}, "
                              f"heads={self.heads}, kv_heads={self.kv_heads}")
@@ -209,11 +215,12 @@ class LLMLabConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-def check_reportable(cfg: LLMLabConfig) -> None:
+def check_reportable(cfg: LLMLabConfig, pilot: bool = False) -> None:
     """The statistics a report quotes need replication and enough points per curve: at least 2 seeds (the
-    tests across seeds), 2 evaluations along each trained run (3 points with the reference), best-of-n up to
-    n >= 4 and 2 ReST iterations. A ValueError names the key and what is allowed."""
-    need = {"seeds": 2, "eval_points": 2, "bon_samples": 4, "rest_iters": 2}
+    tests across seeds; a ``pilot`` may have one and draws no verdict), 2 evaluations along each trained run
+    (3 points with the reference), best-of-n up to n >= 4 and 2 ReST iterations. A ValueError names the key
+    and what is allowed."""
+    need = {"seeds": 1 if pilot else 2, "eval_points": 2, "bon_samples": 4, "rest_iters": 2}
     for k, lo in need.items():
         if getattr(cfg, k) < lo:
             raise ValueError(f"{k} must be >= {lo} for the report's fits and tests across seeds; got {getattr(cfg, k)!r}")
@@ -236,15 +243,32 @@ LLM_PRESETS = {
     # interventions on three methods (one of each kind) and one point per extra pressure knob: the
     # surrogate's LLM section stays near two minutes on 2 CPU cores
     "quick": LLMLabConfig(variant_methods=("ppo", "dpo", "bon"), kl_coefs=(0.2,), dpo_betas=(0.3,), rhos=(0.0, 1.0)),
+    # SmolLM2-135M: demonstrations near the ceiling on easy prompts (the easy stratum is the control and
+    # has no headroom), hard-prompt correctness high enough that the hack costs true utility (the
+    # proxy-optimal policy's G_hard exceeds the reference's: the gate records both), completions capped
+    # at the longest answer form, reward models trained to separate the forms (160 steps); every training
+    # step (reference, reward models, methods) updates the top 10 of the 30 layers
     "llm": LLMLabConfig(
-        model="smollm2-135m", prompt_len=40, completion_len=20, tasks=("sycophancy",), n_demos=256,
-        n_pairs=256, n_prompts=128, n_eval=64, ref_steps=30, ref_lr=2e-5, ref_batch=8, rm_steps=40, rm_lr=2e-5,
-        rm_batch=8, seeds=5, variant_seeds=3, eval_points=5, sft_steps=20, sft_lr=1e-5, pref_steps=20, pref_lr=2e-5,
-        pref_batch=4, dpo_betas=(), rl_iters=10, rl_lr=1e-5, rl_prompts=8, kl_coefs=(), bon_samples=32, rest_iters=5,
-        rest_samples=2, rest_steps=6, rest_lr=1e-5, temperatures=(0.7, 1.0), rhos=(0.0, 1.0),
+        model="smollm2-135m", prompt_len=40, completion_len=10, train_layers=10, tasks=("flattery", "sycophancy"),
+        p_correct_easy=0.98,
+        p_correct_hard=0.65, flattery_cost=0.8, n_demos=256, n_pairs=256, n_prompts=128, n_eval=128, gate_prompts=64,
+        ref_steps=60, ref_lr=5e-5, ref_batch=8, rm_steps=160, rm_lr=2e-5, rm_batch=8, seeds=5, variant_seeds=3,
+        eval_points=4, sft_steps=20, sft_lr=1e-5, pref_steps=64, pref_lr=2e-5, pref_batch=4, dpo_betas=(),
+        rl_iters=12, rl_lr=1e-5, rl_prompts=8, kl_coefs=(), bon_samples=16, rest_iters=4, rest_samples=2, rest_steps=6,
+        rest_lr=1e-5, temperatures=(0.7, 1.0), rhos=(0.0, 1.0),
         methods=("sft", "ppo", "grpo", "dpo", "ipo", "rest", "bon", "cai"), variants=("base", "maps_learned", "route", "learned"),
         variant_methods=("ppo", "grpo", "dpo", "bon"), llm_judge=True, workers=1),
 }
+
+
+# the pilot of the SmolLM2 run: one seed of one method of each kind (PPO, DPO, best-of-n) on flattery and
+# sycophancy, the gates first; it shows whether the gates pass and where true utility turns, in under an hour
+LLM_PRESETS["llm-pilot"] = dataclasses.replace(
+    LLM_PRESETS["llm"], tasks=("flattery", "sycophancy"), methods=("ppo", "dpo", "bon"), variants=("base",),
+    variant_methods=(), seeds=1, variant_seeds=0, llm_judge=False, temperatures=(1.0,), rhos=(0.0,))
+
+# presets whose report may quote one seed (it draws no verdict: verdicts need stats.MIN_SEEDS seeds)
+PILOTS = ("llm-pilot",)
 
 
 def llm_preset(name: str, **overrides) -> LLMLabConfig:

@@ -61,7 +61,7 @@ def form_table(cfg, setup) -> dict:
     rows = np.asarray(rows)
     U, H, correct = tasks.score_batch(task, ev, texts, rows)
     seqs = C.encode_sequences(setup.codec, [ev["prompt"][i] for i in rows], texts, setup.P, setup.N)
-    bs = 128 if cfg.model == "tiny" else 32
+    bs = 128 if cfg.model == "tiny" else 64
     logp = preference.reference_logps(setup.graphdef, setup.ref, seqs, bs)
     setup._form_table = {"row": rows, "text": texts, "class": cls, "U": U, "H": H.astype(bool),
                          "correct": correct.astype(bool), "hard": np.asarray(ev["hard"], bool)[rows],
@@ -79,7 +79,7 @@ def _best(z, sel, rows, m):
 def gate(cfg, setup, rm, rm_rec: dict) -> dict:
     """The gate record of one reward model (``rm_rec``: its record, for the reference's proxy mean and sd)."""
     ft = form_table(cfg, setup)
-    bs = 128 if cfg.model == "tiny" else 32
+    bs = 128 if cfg.model == "tiny" else 64
     r = np.asarray(evaluate.proxy_scores(setup.graphdef, rm, ft["seqs"], bs), np.float64)
     sd = rm_rec["ref_proxy_sd"]
     z = (r - rm_rec["ref"]["proxy"]) / sd if sd > 0 else np.full_like(r, np.nan)

@@ -62,6 +62,7 @@ class Ctx:
     log: object = print
     kl_coef: float | None = None  # sweeps
     beta: float | None = None
+    seconds: dict = dataclasses.field(default_factory=dict)  # wall time per phase
 
     @property
     def maps_beta(self) -> float:
@@ -85,7 +86,11 @@ class Ctx:
         return np.random.default_rng([self.cfg.seed, shared.TASK_STREAM[self.setup.kind], 9, self.seed, m, *stream])
 
     def ev(self, params, **kw) -> dict:
-        return shared.evaluate_policy(self.cfg, self.setup, params, self.rm, self.seed, **kw)[0]
+        t0 = time.time()
+        out = shared.evaluate_policy(self.cfg, self.setup, params, self.rm, self.seed, **kw)[0]
+        phase = "evaluate" if not kw else "finals"  # finals: other temperatures, shifted prompts
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.time() - t0
+        return out
 
     def flags(self, hacked, rng, seqs=None) -> np.ndarray:
         """MAPS flags of responses: the learned probe on ``seqs`` (``maps_learned``), else the simulated
@@ -228,7 +233,7 @@ def run_rl(ctx: Ctx) -> dict:
 
 # --------------------------------------------------------------------------- best-of-n and ReST
 def _sample_scored(ctx: Ctx, params, prompts: dict, k: int, key, rows=None):
-    """k samples per prompt row: (Seqs, texts, index, U, H, proxy r)."""
+    """k samples per prompt row, scored in one fused pass: (Seqs, texts, index, U, H, proxy r)."""
     from murphyjax.align import evaluate
     from murphyjax.llm import SamplingConfig
 
@@ -236,30 +241,41 @@ def _sample_scored(ctx: Ctx, params, prompts: dict, k: int, key, rows=None):
     rows = np.arange(len(prompts["ids"])) if rows is None else rows
     index = np.repeat(rows, k)
     scfg = SamplingConfig(max_new_tokens=s.N, stop_tokens=tuple(s.codec.stop_ids), pad_id=s.codec.pad_id)
-    bs = 128 if ctx.cfg.model == "tiny" else 16
-    seqs, toks, tm = evaluate.generate(s.graphdef, params, prompts["ids"][index], prompts["mask"][index], key, scfg, bs)
-    texts = C.decode_completions(s.codec, toks, tm)
+    res = evaluate.sample_scored(s.graphdef, params, prompts["ids"][rows], prompts["mask"][rows], key, scfg, samples=k,
+                                 batch=shared.EVAL_BATCH[ctx.cfg.model], rm_graphdef=s.graphdef, rm_params=ctx.rm,
+                                 states=shared.prompt_state_cache(s) if rows is None or len(rows) == len(prompts["ids"])
+                                 else None)
+    texts = C.decode_completions(s.codec, res["tokens"], res["tmask"])
     U, H, _ = tasks.score_batch(s.task, prompts, texts, index)
-    r = evaluate.proxy_scores(s.graphdef, ctx.rm, seqs, bs)
-    return seqs, texts, index, U, H, r
+    return res["seqs"], texts, index, U, H, res["proxy"]
 
 
 def run_bon(ctx: Ctx) -> dict:
     cfg, s = ctx.cfg, ctx.setup
     cache = s.__dict__.setdefault("_bon_cache", {})
     if ctx.seed not in cache:  # the reference's samples, shared by every variant of this seed
-        cache[ctx.seed] = _sample_scored(ctx, s.ref, s.eval, cfg.bon_samples, jax.random.fold_in(shared.eval_key(cfg, ctx.seed), 17))
-    seqs, _, _, U, H, _ = cache[ctx.seed]
-    from murphyjax.align import evaluate
+        cache[ctx.seed] = (ctx.rm, _sample_scored(ctx, s.ref, s.eval, cfg.bon_samples,
+                                                  jax.random.fold_in(shared.eval_key(cfg, ctx.seed), 17)))
+    scored_by, (seqs, _, _, U, H, r) = cache[ctx.seed]
+    if scored_by is not ctx.rm:  # another variant's reward model: score the same samples again
+        from murphyjax.align import evaluate
 
-    r = evaluate.proxy_scores(s.graphdef, ctx.rm, seqs, 128 if cfg.model == "tiny" else 16)
+        r = evaluate.proxy_scores(s.graphdef, ctx.rm, seqs, shared.EVAL_BATCH[cfg.model])
     keys = _keys(ctx, r, H, seqs, 5)
     M, N = len(s.eval["ids"]), cfg.bon_samples
     ns = [2**i for i in range(int(np.log2(N)) + 1)]
-    cur = search.bon_curve(keys.reshape(M, N), {"proxy": r.reshape(M, N), "true": U.reshape(M, N),
-                                                "hacked": H.reshape(M, N)}, ns, ctx.rng(6))
+    # per stratum: the best-of-n estimate is linear in the values, so the mean over hard prompts is the
+    # mean of (value x 1{hard}) over all prompts divided by the hard share
+    h = np.asarray(s.eval["hard"], float)[:, None]
+    U2, H2 = U.reshape(M, N), H.reshape(M, N)
+    cur = search.bon_curve(keys.reshape(M, N), {"proxy": r.reshape(M, N), "true": U2, "hacked": H2,
+                                                "true_hard": U2 * h, "true_easy": U2 * (1 - h), "hacked_hard": H2 * h,
+                                                "hacked_easy": H2 * (1 - h)}, ns, ctx.rng(6))
+    share = {"hard": float(h.mean()), "easy": float(1 - h.mean())}
     curve = [{"pressure": int(n), "proxy": cur["proxy"][i], "true": cur["true"][i], "hacked": cur["hacked"][i],
-              "kl_exact": cur["kl_exact"][i], "kl_bound": cur["kl_bound"][i]} for i, n in enumerate(ns)]
+              "kl_exact": cur["kl_exact"][i], "kl_bound": cur["kl_bound"][i],
+              **{f"{q}_{st}": cur[f"{q}_{st}"][i] / share[st] if share[st] > 0 else float("nan")
+                 for q in ("true", "hacked") for st in ("hard", "easy")}} for i, n in enumerate(ns)]
     return {"pressure": "n", "curve": curve, "finals": {}, "event": None}
 
 
@@ -290,6 +306,7 @@ def run(ctx: Ctx) -> dict:
     rec.update(task=ctx.setup.kind, method=ctx.method, variant=ctx.variant, seed=ctx.seed,
                channel=channel_for(ctx.method, ctx.variant), maps_beta=ctx.maps_beta,
                sweep={"kl_coef": ctx.kl_coef, "beta": ctx.beta}, seconds=time.time() - t0)
+    rec["phase_seconds"] = {**ctx.seconds, "train": rec["seconds"] - sum(ctx.seconds.values())}
     if ctx.variant == "maps_learned":
         rf = shared.response_flagger(ctx.cfg, ctx.setup, ctx.seed)
         rec.update(maps_flagger_tau=rf["tau"], maps_flagger_phi=rf["phi"], maps_flagger_audit_pairs=rf["audit_pairs"])

@@ -67,17 +67,59 @@ def _hash_of(stored: dict) -> str:
         return stored.get("hash", "")
 
 
-def _seed_units(cfg, setup, seed, todo, log, progress) -> tuple[dict, list]:
+class Deadline:
+    """``--max-minutes``: a unit starts only when its estimated cost fits before the deadline. A unit's cost
+    is the longest finished unit of the same kind in the run folder (a reward model, or a run of the same
+    method), else the longest finished unit of any kind; with nothing measured yet the unit starts."""
+
+    def __init__(self, minutes: float | None, folder: Path):
+        self.end = None if minutes is None else time.time() + 60.0 * minutes
+        self.folder = Path(folder)
+        self.stopped = False
+        self.costs: dict[str, float] = {}
+        for p in self.folder.glob("*/*.json"):
+            name = p.stem
+            kind = "rm" if name.startswith("rm_") else name.split("_")[1] if name.startswith("run_") else None
+            if kind:
+                try:
+                    sec = json.loads(p.read_text()).get("seconds")
+                except (OSError, ValueError):
+                    continue
+                if isinstance(sec, (int, float)):
+                    self.add(kind, sec)
+
+    def add(self, kind: str, seconds: float) -> None:
+        self.costs[kind] = max(self.costs.get(kind, 0.0), float(seconds))
+
+    def estimate(self, kind: str) -> float:
+        return self.costs.get(kind, max(self.costs.values(), default=0.0))
+
+    def allows(self, kind: str) -> bool:
+        if self.end is None:
+            return True
+        if time.time() + self.estimate(kind) > self.end:
+            self.stopped = True
+        return not self.stopped
+
+
+def _seed_units(cfg, setup, seed, todo, log, progress, deadline: Deadline | None = None) -> tuple[dict, list]:
     """Every unit of one (task, seed): the unfinished runs, training (or loading) a reward model only for
-    a channel that still has one to run."""
+    a channel that still has one to run; with a ``deadline`` no unit starts that cannot finish before it."""
     cache, rms, runs = {}, {}, []
+    deadline = deadline or Deadline(None, setup.store.folder.parent)
     for method, variant, sweep in todo:
         key = run_key(method, variant, sweep, seed)
         channel = M.channel_for(method, variant)
         rec, rm_rec = setup.store.get(key), setup.store.get(f"rm_{channel}_s{seed}")
+        if rec is None and not deadline.allows(method):
+            continue
         if rec is None or rm_rec is None:
             if channel not in cache:
+                if setup.store.get(f"rm_{channel}_s{seed}") is None and not deadline.allows("rm"):
+                    continue
+                t0 = time.time()
                 cache[channel] = shared.reward_model(cfg, setup, channel, seed, log)
+                deadline.add("rm", time.time() - t0)
             rm_rec = cache[channel][1]
         rms[f"{channel}_s{seed}"] = rm_rec
         if rec is None:
@@ -86,6 +128,7 @@ def _seed_units(cfg, setup, seed, todo, log, progress) -> tuple[dict, list]:
                         kl_coef=sweep[1] if sweep and sweep[0] == "kl_coef" else None,
                         beta=sweep[1] if sweep and sweep[0] == "beta" else None)
             rec = M.run(ctx)
+            deadline.add(method, rec["seconds"])
             rec.update(rm_fingerprint=rm_rec.get("fingerprint"),
                        ref_fingerprint=(setup.store.get("reference") or {}).get("fingerprint"))
             setup.store.put(key, rec)
@@ -97,13 +140,17 @@ def _seed_units(cfg, setup, seed, todo, log, progress) -> tuple[dict, list]:
     return rms, runs
 
 
-def run_llm(cfg: LLMLabConfig, out: Path, log=print) -> dict:
-    """Execute every unfinished unit; returns {task: {"rms": {...}, "runs": [records]}}.
+def run_llm(cfg: LLMLabConfig, out: Path, log=print, max_minutes: float | None = None) -> dict:
+    """Execute every unfinished unit; returns {task: {"rms": {...}, "runs": [records], "gates": {...}}}.
+
+    ``max_minutes``: start no unit that cannot finish within that many minutes (``Deadline``); the
+    units not started are left for the next call of the same command.
 
     Seeds run in ``cfg.workers`` threads (XLA executes them side by side on the CPU cores; every seed's
     numbers are the same as in a sequential run).
     """
     folder = _folder(cfg, out)
+    deadline = Deadline(max_minutes, folder)
     todo = units(cfg)
     total = planned_units(cfg)
     state = {"done": 0, "t0": time.time()}
@@ -115,9 +162,25 @@ def run_llm(cfg: LLMLabConfig, out: Path, log=print) -> dict:
             if msg:
                 log(f"[llm {state['done']}/{total} {time.time() - state['t0']:6.1f}s] {msg}")
 
-    results = {}
+    results, setups = {}, {}
+    # the gates first: every reward model a unit still needs is trained and gated, on every task, before
+    # any policy run (a run stopped early holds every gate)
     for kind in cfg.tasks:
-        setup = shared.build_setup(cfg, kind, folder / kind, log)
+        if not (folder / kind / "reference.json").exists() and not deadline.allows("rm"):
+            continue  # not even the reference policy fits: leave the task for the next call
+        setup = setups[kind] = shared.build_setup(cfg, kind, folder / kind, log)
+        for seed in range(cfg.seeds):
+            seed_todo = [u for u in todo if u[1] == "base" or seed < (cfg.variant_seeds or cfg.seeds)]
+            need = {M.channel_for(m, v) for m, v, sw in seed_todo if setup.store.get(run_key(m, v, sw, seed)) is None}
+            for channel in sorted(need):
+                if setup.store.get(f"rm_{channel}_s{seed}") is None and deadline.allows("rm"):
+                    t0 = time.time()
+                    shared.reward_model(cfg, setup, channel, seed, log)
+                    deadline.add("rm", time.time() - t0)
+    for kind in cfg.tasks:
+        if kind not in setups:
+            continue
+        setup = setups[kind]
         if any(m in cfg.methods for m in ("dpo", "ipo", "fdpo", "cai")):
             M._candidate_logps(setup)  # shared by every seed: computed before the threads start
         # base runs of every seed first, then the intervention variants (on the first variant_seeds seeds):
@@ -127,7 +190,8 @@ def run_llm(cfg: LLMLabConfig, out: Path, log=print) -> dict:
         outs = []
         for todo_p, seeds in phases:
             with ThreadPoolExecutor(max_workers=max(1, min(cfg.workers, seeds))) as pool:
-                outs += list(pool.map(lambda sd: _seed_units(cfg, setup, sd, todo_p, log, progress), range(seeds)))
+                outs += list(pool.map(lambda sd: _seed_units(cfg, setup, sd, todo_p, log, progress, deadline),
+                                      range(seeds)))
         rms = {k: v for o in outs for k, v in o[0].items()}
         results[kind] = {"rms": rms, "runs": [r for o in outs for r in o[1]], "gates": _gates(setup.store, rms)}
     return results

@@ -17,6 +17,7 @@ import numpy as np
 
 from murphyjax.experiments.llm import aggregate as A
 from murphyjax.experiments.llm.config import LLM_PRESETS, LLMLabConfig, check_reportable, llm_preset
+from murphyjax.experiments.llm.run import planned_units
 from murphyjax.experiments.common.report import table
 
 COLORS = {"base": "C3", "maps": "C0", "maps_learned": "C9", "route": "C2", "flag": "C1", "learned": "C8"}
@@ -274,7 +275,7 @@ def fig_G(cv, task, methods, path):
 
 
 def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=print, cfg: LLMLabConfig | None = None,
-            heading: str = "h2", finished_only: bool = False):
+            heading: str = "h2", finished_only: bool = False, max_minutes: float | None = None):
     """Run (or resume) the LLM experiments and return (report blocks, {csv name: rows}).
 
     ``finished_only``: report the units already finished in ``out`` without computing anything (a run in
@@ -291,7 +292,12 @@ def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=pr
         if not res:
             raise ValueError(f"{out}: no finished LLM runs to report yet")
     else:
-        res = run_llm(cfg, Path(out), log)
+        res = run_llm(cfg, Path(out), log, max_minutes=max_minutes)
+        if max_minutes is not None:
+            res, progress = collect_llm(cfg, Path(out))
+            if not res:
+                raise ValueError(f"--max-minutes {max_minutes:g}: no unit finished within it; a unit of this preset "
+                                 "takes longer (see the per-unit seconds in the run folder's records)")
     rows = A.points(res)
     cv = A.curves(rows)
     from murphyjax.experiments.llm import gates as GT
@@ -480,26 +486,31 @@ def cli(args) -> int:
     from murphyjax.experiments.reproduce import ConfigError
     from murphyjax.experiments.llm.config import config_hash
 
+    from murphyjax.experiments.llm.config import PILOTS
+
+    preset = getattr(args, "preset", "llm")
     try:
-        overrides = _overrides(args.set)
-        cfg = llm_preset("llm", **overrides, **({} if args.seed is None else {"seed": args.seed}))
-        check_reportable(cfg)
+        overrides = _overrides(args.set, preset)
+        cfg = llm_preset(preset, **overrides, **({} if args.seed is None else {"seed": args.seed}))
+        check_reportable(cfg, pilot=preset in PILOTS)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    max_minutes = getattr(args, "max_minutes", None)
     from murphyjax.llm.fetch import cached_path
 
     if not cached_path("smollm2-135m").exists() and not getattr(args, "finished_only", False):
         print(f"murphyjax: error: the llm preset needs SmolLM2-135M at {cached_path('smollm2-135m')}; run "
               "`murphyjax models fetch smollm2-135m` first", file=sys.stderr)
         return 1
-    out = args.out or os.path.join("runs", f"llm-{config_hash(cfg)}")
+    out = args.out or os.path.join("runs", f"{preset}-{config_hash(cfg)}")
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
     with open(os.path.join(out, "config.json"), "w") as fh:
-        json.dump({"preset": "llm", "hash": config_hash(cfg), "config": cfg.to_json()}, fh, indent=2)
+        json.dump({"preset": preset, "hash": config_hash(cfg), "config": cfg.to_json()}, fh, indent=2)
     finished_only = bool(getattr(args, "finished_only", False))
     try:
-        blocks, tables = section("llm", out, cfg=cfg, heading="h1", finished_only=finished_only)
+        blocks, tables = section(preset, out, cfg=cfg, heading="h1", finished_only=finished_only,
+                                 max_minutes=max_minutes)
     except ValueError as e:
         if finished_only:
             raise ConfigError(str(e)) from None
@@ -508,18 +519,33 @@ def cli(args) -> int:
 
     for name, rows in tables.items():
         write_csv(os.path.join(out, f"{name}.csv"), rows)
-    write_csv(os.path.join(out, "method_table.csv"), tables["llm_method_table"])
+    write_csv(os.path.join(out, "method_table.csv"), [{k: r[k] for k in METHOD_TABLE_COLUMNS} for r in tables["llm_method_table"]])
     with open(os.path.join(out, "report.md"), "w") as fh:
         fh.write(report.render_md(blocks))
     with open(os.path.join(out, "report.html"), "w") as fh:
-        fh.write(report.render_html(blocks, "murphyjax reproduce --preset llm"))
+        fh.write(report.render_html(blocks, f"murphyjax reproduce --preset {preset}"))
     seconds = compute_seconds(Path(out))
-    env = environment({"preset": "llm", "report_seconds": time.time() - t0, "finished_only": finished_only,
-                       "compute_seconds": seconds})
+    env = environment({"preset": preset, "report_seconds": time.time() - t0, "finished_only": finished_only,
+                       "max_minutes": max_minutes, "compute_seconds": seconds})
     with open(os.path.join(out, "environment.json"), "w") as fh:
         json.dump(env, fh, indent=2)
     print(f"wrote {os.path.join(out, 'report.md')} and report.html")
+    from murphyjax.experiments.llm.run import collect_llm
+
+    try:
+        done = collect_llm(cfg, Path(out))[1]
+    except ValueError:
+        done = {"finished": 0, "planned": planned_units(cfg)}
+    if done["finished"] < done["planned"]:
+        print(f"{done['finished']} of {done['planned']} units finished; run the same command to continue")
     return 0
+
+
+# method_table.csv: the per-(task, method, variant) summary a citation quotes
+METHOD_TABLE_COLUMNS = ("task", "method", "variant", "seeds", "gate", "slope", "slope_lo", "slope_hi", "intercept",
+                        "intercept_lo", "intercept_hi", "peak_true", "peak_d", "final_true", "final_G", "p_grows",
+                        "grows", "slope_hard", "slope_hard_lo", "slope_hard_hi", "p_grows_hard", "grows_hard",
+                        "slope_easy", "slope_easy_lo", "slope_easy_hi", "p_grows_easy", "grows_easy", "d_max", "d_star")
 
 
 def compute_seconds(out: Path) -> dict:
@@ -536,8 +562,8 @@ def compute_seconds(out: Path) -> dict:
     return tot
 
 
-def _overrides(items) -> dict:
-    """``--set KEY=VALUE`` for the LLM config (typed after the ``llm`` preset; tuples as comma lists)."""
+def _overrides(items, preset: str = "llm") -> dict:
+    """``--set KEY=VALUE`` for the LLM config (typed after the preset's values; tuples as comma lists)."""
     from murphyjax.experiments.reproduce import parse_overrides
 
-    return parse_overrides(items, LLM_PRESETS["llm"])
+    return parse_overrides(items, LLM_PRESETS[preset])

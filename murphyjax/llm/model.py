@@ -46,7 +46,10 @@ class LlamaConfig:
     set per layer and an unrolled loop (False: the fastest step on CPU, longer compiles). ``remat``: what a
     layer keeps for the backward pass
     ("none": everything; "dots": only the weight matmuls' outputs; "full": only its input), a memory
-    for compute trade that gives the same gradients.
+    for compute trade that gives the same gradients. ``trainable_layers``: 0 trains every weight; k > 0
+    stops the gradient below the top k layers (the embedding, tied output projection included, and the
+    lower layers get exactly zero gradient, so AdamW without weight decay leaves them unchanged, and
+    their backward pass is never computed). The forward pass is the same either way.
     """
 
     vocab_size: int = 49152
@@ -65,6 +68,7 @@ class LlamaConfig:
     scan_layers: bool = True
     remat: str = "none"
     init_std: float = 0.02
+    trainable_layers: int = 0
 
     def __post_init__(self):
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
@@ -82,6 +86,10 @@ class LlamaConfig:
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in _DTYPES:
                 raise ValueError(f"{name} must be one of {_DTYPES}, got {getattr(self, name)!r}")
+        if isinstance(self.trainable_layers, bool) or not isinstance(self.trainable_layers, int) \
+                or not 0 <= self.trainable_layers <= self.num_layers:
+            raise ValueError(f"trainable_layers must be an integer in [0, num_layers = {self.num_layers}] (0: all), "
+                             f"got {self.trainable_layers!r}")
         if self.remat not in _REMAT:
             raise ValueError(f"remat must be one of {tuple(_REMAT)}, got {self.remat!r}")
 
@@ -317,14 +325,24 @@ class Llama(nnx.Module):
             step = jax.checkpoint(step, policy=_REMAT[cfg.remat])
 
         kv_old = None if cache is None else (cache.k, cache.v)
+        frozen = cfg.num_layers - cfg.trainable_layers if cfg.trainable_layers else 0
         if layers is None and not cfg.scan_layers:
             layers = self.blocks.unstacked()
         if layers is not None:
             outs = []
             for i, p in enumerate(layers):
+                if i == frozen and frozen:
+                    x = jax.lax.stop_gradient(x)
                 x, kv = step(x, (p, None if kv_old is None else (kv_old[0][i], kv_old[1][i])))
                 outs.append(kv)
             k_new, v_new = (jnp.stack(t) for t in zip(*outs))
+        elif frozen:  # two scans: the frozen lower layers, then the trained top ones
+            arrays = self.blocks.arrays()
+            part = lambda t, a, b: jax.tree.map(lambda z: z[a:b], t)  # noqa: E731
+            x, kv_lo = jax.lax.scan(step, x, (part(arrays, 0, frozen), None if kv_old is None else part(kv_old, 0, frozen)))
+            x, kv_hi = jax.lax.scan(step, jax.lax.stop_gradient(x), (part(arrays, frozen, None),
+                                                                    None if kv_old is None else part(kv_old, frozen, None)))
+            k_new, v_new = (jnp.concatenate([a, b]) for a, b in zip(kv_lo, kv_hi))
         else:
             x, (k_new, v_new) = jax.lax.scan(step, x, (self.blocks.arrays(), kv_old))
         h = rms_norm(x, self.final_norm[...], cfg.rms_norm_eps)
@@ -341,6 +359,8 @@ class Llama(nnx.Module):
     def logits(self, h: jax.Array) -> jax.Array:
         """Output projection in float32 accumulation: h @ E^T (tied) or h @ W_out."""
         w = self.embed[...].T if self.lm_head is None else self.lm_head[...]
+        if self.config.trainable_layers and self.lm_head is None:  # the tied embedding is frozen with the lower layers
+            w = jax.lax.stop_gradient(w)
         return jnp.matmul(h, w.astype(h.dtype), preferred_element_type=jnp.float32)
 
 

@@ -171,7 +171,7 @@ def choose(logits: jax.Array, key: jax.Array, cfg: SamplingConfig):
 
 
 def sample(model: Llama, prompt_ids: jax.Array, prompt_mask: jax.Array | None, key: jax.Array,
-           config: SamplingConfig = SamplingConfig()) -> Samples:
+           config: SamplingConfig = SamplingConfig(), repeats: int = 1) -> Samples:
     """Sample completions of a batch of prompts with a KV cache, under ``jax.jit``.
 
     Args:
@@ -180,24 +180,59 @@ def sample(model: Llama, prompt_ids: jax.Array, prompt_mask: jax.Array | None, k
       prompt_mask: (B, P) 1 for real tokens (None: all real).
       key: a JAX PRNG key (all randomness of the call comes from it).
       config: sampling settings.
+      repeats: samples per prompt; each prompt is prefilled once and its cache shared by its
+        ``repeats`` rows (row ``i * repeats + j`` is sample ``j`` of prompt ``i``).
 
-    Returns: ``Samples``.
+    Returns: ``Samples`` with B * repeats rows.
     """
     prompt_ids = jnp.asarray(prompt_ids, jnp.int32)
     prompt_mask = jnp.ones(prompt_ids.shape, bool) if prompt_mask is None else jnp.asarray(prompt_mask, bool)
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     graphdef, state = nnx.split(model)
-    return _sample(graphdef, state, prompt_ids, prompt_mask, key, config)
+    return _sample(graphdef, state, prompt_ids, prompt_mask, key, config, repeats)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "config"))
-def _sample(graphdef, state, ids, mask, key, config: SamplingConfig) -> Samples:
-    model = nnx.merge(graphdef, state)
+class PromptStates(NamedTuple):
+    """A batch of left-aligned prompts after prefill: what every completion of them is computed against."""
+
+    ids: jax.Array  # (B, P) left-aligned prompt
+    mask: jax.Array  # (B, P)
+    cache: KVCache  # P prompt slots written, room for the completion
+    last: jax.Array  # (B, D) final hidden state at the last prompt token (predicts completion token 0)
+
+
+def prefill(model: Llama, ids: jax.Array, mask: jax.Array, new_tokens: int) -> PromptStates:
+    """Left-align and prefill prompts into a cache with ``new_tokens`` free slots (traceable)."""
     ids, mask = left_align(ids, mask)
     b, p = ids.shape
-    n = config.max_new_tokens
-    cache = KVCache.init(model.config, b, p + n)
+    cache = KVCache.init(model.config, b, p + new_tokens)
     h, cache = model.hidden(ids, mask, positions_from_mask(mask), cache)
-    logits = model.logits(h[:, -1])
+    return PromptStates(ids, mask, cache, h[:, -1])
+
+
+def repeat_states(st: PromptStates, repeats: int) -> PromptStates:
+    """Each prompt's states ``repeats`` times in a row (rows i * repeats + j)."""
+    if repeats == 1:
+        return st
+    r = lambda x, axis=0: jnp.repeat(x, repeats, axis)  # noqa: E731
+    c = st.cache
+    return PromptStates(r(st.ids), r(st.mask), KVCache(r(c.k, 1), r(c.v, 1), r(c.valid), c.index), r(st.last))
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "config", "repeats"))
+def _sample(graphdef, state, ids, mask, key, config: SamplingConfig, repeats: int = 1) -> Samples:
+    model = nnx.merge(graphdef, state)
+    return decode_from(model, prefill(model, ids, mask, config.max_new_tokens), key, config, repeats)
+
+
+def decode_from(model: Llama, st: PromptStates, key: jax.Array, config: SamplingConfig, repeats: int = 1) -> Samples:
+    """Sample completions from prefilled prompts (traceable; ``sample`` is prefill + this under jit)."""
+    st = repeat_states(st, repeats)
+    ids, mask, cache = st.ids, st.mask, st.cache
+    b = ids.shape[0]
+    n = config.max_new_tokens
+    logits = model.logits(st.last)
     stops = jnp.asarray(config.stop_tokens or (-1,), jnp.int32)
     layers = model.blocks.unstacked()  # sliced once, not at every decode step
 
@@ -225,6 +260,24 @@ def _sample(graphdef, state, ids, mask, key, config: SamplingConfig) -> Samples:
     carry = jax.lax.while_loop(lambda c: (c[0] < n) & ~jnp.all(c[4]), body, carry)
     tokens, live, lp, lq = carry[-1]
     return Samples(ids, mask, tokens, live, lp, lq)
+
+
+def completion_hidden(model: Llama, st: PromptStates, tokens: jax.Array, tmask: jax.Array):
+    """Hidden states of given completions against prefilled prompts (traceable), without recomputing the prompt.
+
+    Returns ``(pred, last)``: ``pred[:, t]`` (B, N, D) is the state that predicts completion token t
+    (the prompt's last state for t = 0), ``last`` (B, D) the state at each row's last valid completion
+    token (where a reward model's head reads). The same numbers as a forward pass over prompt +
+    completion, up to float round-off.
+    """
+    tmask = tmask.astype(bool)
+    pos = jnp.sum(st.mask, 1, dtype=jnp.int32)[:, None] + jnp.maximum(jnp.cumsum(tmask, 1, dtype=jnp.int32) - 1, 0)
+    h, _ = model.hidden(tokens, tmask, pos, st.cache)
+    pred = jnp.concatenate([st.last[:, None], h[:, :-1]], 1)
+    n = tmask.shape[1]
+    last_i = n - 1 - jnp.argmax(tmask[:, ::-1], axis=1)
+    last = jnp.take_along_axis(h, last_i[:, None, None], 1)[:, 0]
+    return pred, last
 
 
 def generate_text(model: Llama, tokenizer, prompts: list[str] | list[list[dict]], key: jax.Array | None = None,
