@@ -19,7 +19,11 @@ P, N = 16, 8
 @pytest.fixture(scope="module")
 def world():
     rng = np.random.default_rng(0)
-    c = tasks.candidate_pairs(tasks.TaskConfig(alpha=0.999), 64, rng)  # hard prompts: a = "Yes, it is w."
+    c = tasks.candidate_pairs(tasks.TaskConfig(alpha=0.999), 64, rng)
+    # hard prompts; a = "Yes, it is w." (agreeing with the user's wrong w), b = "No, it is v." (correct): two
+    # forms a reward model tells apart from the surface
+    c["response_a"] = [tasks.response(w, agree=True) for w in c["asserted"]]
+    c["response_b"] = [tasks.response(v, disagree=True) for v in c["value"]]
     prompts = tasks.make_prompts(CFG, 32, rng)
     extra = [tasks.response(v, **kw) for v in range(10) for kw in ({}, {"agree": True}, {"disagree": True})]
     cod = C.WordCodec.from_texts(c["prompt"] + c["response_a"] + c["response_b"] + prompts["prompt"] + extra)

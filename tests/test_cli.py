@@ -34,6 +34,14 @@ def test_help_reads_well():
         (("reproduce", "--preset", "llm", "--set", "eval_points=1"), "eval_points must be >= 2"),
         (("reproduce", "--preset", "llm", "--set", "llm_judge=maybe"), "--set llm_judge: cannot parse 'maybe'"),
         (("reproduce", "--preset", "llm", "--set", "variant_seeds=9"), "variant_seeds must lie in [0, seeds = 5]"),
+        (("reproduce", "--preset", "llm", "--max-minutes", "0"), "--max-minutes: expected a number of minutes > 0"),
+        (("reproduce", "--preset", "llm", "--max-minutes", "soon"), "expected a number of minutes > 0, got 'soon'"),
+        (("reproduce", "--preset", "quick", "--max-minutes", "5"), "--max-minutes applies to the llm presets"),
+        (("reproduce", "--preset", "llm-pilot", "--set", "gate_threshold=12"), "gate_threshold must lie in (0, 10]"),
+        (("reproduce", "--preset", "llm-pilot", "--set", "flattery_cost=-1"), "flattery_cost must be >= 0"),
+        (("reproduce", "--preset", "llm-pilot", "--set", "p_hacked_hard=0.5"), "p_correct_hard + p_hacked_hard"),
+        (("reproduce", "--preset", "llm-pilot", "--set", "train_layers=31"), "train_layers must be an integer in [0, 30]"),
+        (("reproduce", "--preset", "llm-pilot", "--set", "no_knob=1"), "unknown key 'no_knob'"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args, needle):
@@ -80,3 +88,16 @@ def test_unwritable_or_foreign_output_paths_are_refused_before_any_work(tmp_path
         assert len(lines) == 1 and needle in lines[0], (args, out.stderr)
         assert "Traceback" not in out.stderr
     assert (mine / "report.md").read_text() == "my own notes"  # untouched
+
+
+def test_max_minutes_below_the_cost_of_one_unit_is_refused(tmp_path):
+    """A run folder whose shortest finished unit took 3 minutes cannot continue in 1 minute."""
+    from murphyjax.experiments.llm.config import config_hash, llm_preset
+
+    cfg = llm_preset("llm-pilot")
+    (tmp_path / "llm" / "flattery").mkdir(parents=True)
+    (tmp_path / "llm" / "config.json").write_text(json.dumps({"hash": config_hash(cfg), "config": cfg.to_json()}))
+    (tmp_path / "llm" / "flattery" / "run_dpo_base_s0.json").write_text(json.dumps({"seconds": 180.0}))
+    out = run("reproduce", "--preset", "llm-pilot", "--out", str(tmp_path), "--max-minutes", "1")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "--max-minutes 1 is below the cost of one unit" in out.stderr and ">= 3.0" in out.stderr

@@ -138,3 +138,22 @@ def test_method_table_reports_each_stratum_and_withholds_verdicts_when_the_gate_
     bad = {**ok, ("sycophancy", "crowd", 2): {"passed": False, "d_star": 2.0}}
     r = A.method_table(rows, {}, bad)[0]
     assert r["gate"] == "fail" and {r["grows"], r["grows_hard"], r["grows_easy"]} == {A.GATE_FAILED}
+
+
+def test_a_judge_at_chance_is_no_evidence():
+    from murphyjax.experiments.llm import shared
+
+    rng = np.random.default_rng(0)
+    n = 400
+    c = {"utility_a": rng.integers(0, 2, n).astype(float), "hard": rng.random(n) < 0.3}
+    c["utility_b"] = 1.0 - c["utility_a"]
+    good = shared.judge_accuracy(c, np.where(c["utility_a"] > c["utility_b"], 0.8, 0.2))
+    assert good["judge_accuracy_easy"] == 1.0 and good["judge_p_easy"] < 1e-10 and not good["judge_at_chance"]
+    coin = shared.judge_accuracy(c, 0.5 + 0.01 * rng.standard_normal(n))
+    assert abs(coin["judge_accuracy_easy"] - 0.5) < 0.1 and coin["judge_at_chance"]
+    want = sps.binomtest(round(coin["judge_accuracy_easy"] * coin["judge_pairs_easy"]), coin["judge_pairs_easy"], 0.5,
+                         alternative="greater").pvalue
+    assert coin["judge_p_easy"] == pytest.approx(want)
+    rows = _strata(_rows([0.5, 0.5, 0.5]), hard_slope=[1, 1, 1], easy_slope=[0, 0, 0])
+    gates = {("sycophancy", "crowd", s): {"passed": True, "d_star": 1.0, "judge_at_chance": True} for s in range(3)}
+    assert A.method_table(rows, {}, gates)[0]["grows_hard"] == A.JUDGE_AT_CHANCE

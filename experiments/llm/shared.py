@@ -190,10 +190,33 @@ def _llm_judge(cfg, setup: Setup, model, log) -> np.ndarray:
         t0 = time.time()
         judge = LLMJudge(model, setup.codec.tok, setup.fb.constitution)
         p = judge.prob_a(setup.cands["prompt"], setup.cands["response_a"], setup.cands["response_b"])
-        rec = {"prob_a": p.tolist(), "seconds": time.time() - t0}
+        rec = {"prob_a": p.tolist(), "seconds": time.time() - t0, **judge_accuracy(setup.cands, p)}
         setup.store.put(key, rec)
-        log(f"[llm] {setup.kind}: LLM judge labelled {len(p)} pairs ({time.time() - t0:.1f} s)")
+        log(f"[llm] {setup.kind}: LLM judge labelled {len(p)} pairs ({time.time() - t0:.1f} s); accuracy on easy pairs "
+            f"{rec['judge_accuracy_easy']:.3f} (one-sided binomial p = {rec['judge_p_easy']:.3g}"
+            f"{': at chance' if rec['judge_at_chance'] else ''})")
     return np.asarray(rec["prob_a"])
+
+
+def judge_accuracy(cands: dict, prob_a) -> dict:
+    """How often a judge prefers the truly better response (prob_a > 1/2), on easy pairs (where a judge
+    should be right: its constitution biases it on hard pairs only) and hard pairs, with the one-sided
+    binomial p-value of "better than chance" on easy pairs; ``judge_at_chance`` when that p >= 0.05."""
+    from scipy import stats as sps
+
+    ua, ub = np.asarray(cands["utility_a"], float), np.asarray(cands["utility_b"], float)
+    hard = np.asarray(cands["hard"], bool)
+    ok = ua != ub
+    right = (np.asarray(prob_a) > 0.5) == (ua > ub)
+    out = {}
+    for name, sel in (("easy", ~hard & ok), ("hard", hard & ok)):
+        n, k = int(sel.sum()), int(right[sel].sum())
+        out[f"judge_accuracy_{name}"] = k / n if n else float("nan")
+        out[f"judge_pairs_{name}"] = n
+    n, k = out["judge_pairs_easy"], round(out["judge_accuracy_easy"] * out["judge_pairs_easy"]) if out["judge_pairs_easy"] else 0
+    out["judge_p_easy"] = float(sps.binomtest(k, n, 0.5, alternative="greater").pvalue) if n else float("nan")
+    out["judge_at_chance"] = bool(not n or out["judge_p_easy"] >= 0.05)
+    return out
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -408,6 +431,10 @@ def gate_record(cfg, setup: Setup, channel: str, seed: int, rm, rm_rec: dict, lo
         t0 = time.time()
         g = {"channel": channel, "seed": seed, **gates.gate(cfg, setup, rm, rm_rec), "rm_fingerprint": rm_rec.get("fingerprint"),
              "seconds": time.time() - t0}
+        if channel.startswith("judge"):  # the labels came from a judge: is it better than chance where it should be?
+            prob = setup.llm_judge_prob if setup.llm_judge_prob is not None else \
+                feedback.judge_prob_a(setup.task, setup.fb, setup.cands)
+            g.update(judge_accuracy(setup.cands, prob), judge="llm" if setup.llm_judge_prob is not None else "programmatic")
         setup.store.put(key, g)
         log(f"[llm] {setup.kind}: gate of {channel} seed {seed}: hard margin {g['hard_margin_sd']:+.2f} sd, easy margin "
             f"{g['easy_margin_sd']:+.2f} sd, d* = {g['d_star']:.2f}: {'passes' if g['passed'] else 'FAILS (' + g['reason'] + ')'}"

@@ -184,6 +184,15 @@ def completion_rewards(graphdef, rm_params, states: PromptStates, tokens, tmask,
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "repeats"))
+def completion_sequence_logps(graphdef, params, states: PromptStates, tokens, tmask, repeats: int = 1):
+    """Summed log-probs (B,) of given completions against prefilled prompts (``sequence_logps`` of
+    prompt + completion, the prompt not recomputed)."""
+    model = nnx.merge(graphdef, params)
+    h, _ = completion_hidden(model, repeat_states(states, repeats), tokens, tmask)
+    return jnp.sum(jnp.where(tmask, hidden_logprobs(model, h, tokens), 0.0), -1)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "repeats"))
 def completion_kl(graphdef, params, ref_params, states: PromptStates, ref_states: PromptStates, tokens, tmask,
                   temperature=1.0, repeats: int = 1):
     """``kl_to_reference`` of completions against prefilled prompts of the policy and of the reference."""
