@@ -224,3 +224,56 @@ def test_sliced_output_projection_gives_the_same_log_probs(world):
     full = core.completion_sums(g, p, b["ids"], b["mask"], b["cmask"])
     sliced = core.completion_sums(g, p, b["ids"], b["mask"], b["cmask"], prompt_len=P)
     np.testing.assert_allclose(np.asarray(sliced), np.asarray(full), rtol=1e-6, atol=1e-6)
+
+
+def test_reward_model_on_cached_trunk_features_equals_the_whole_stack(world):
+    """trainable_layers = 1 of 2: the loop trains the top layer on the frozen trunk's activations computed
+    once; the same parameters as running every step through the whole stack."""
+    import dataclasses
+
+    import optax
+
+    from murphyjax.llm import init
+
+    g, p, A, B = world["g"], world["params"], world["A"], world["B"]
+    cfg = dataclasses.replace(core.merge(g, p).config, trainable_layers=1)
+    g1, _ = core.split(init(cfg, 0))
+    opt = OptimizerConfig(learning_rate=3e-3)
+    sub = lambda s: C.Seqs(*(x[:32] for x in s))  # noqa: E731
+    rm, _ = loops.train_reward_model(g1, p, world["d"], sub(A), sub(B), steps=6, batch_size=8, opt=opt)
+    state = preference.new_state({"lm": p, "head": core.init_head(world["d"])}, opt, 0)
+    data = preference.pair_arrays(sub(A), sub(B))
+    from murphyjax.train import batch_at
+
+    for t in range(6):  # no features: every step runs both layers
+        state, _ = preference.reward_step(state, preference.pair_batch(batch_at(data, t, 8, 1, 0)), graphdef=g1, opt=opt)
+    for a, b in zip(jax.tree.leaves(rm), jax.tree.leaves(state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=1e-6)
+    frozen = jax.tree.leaves(core.merge(g1, rm["lm"]).blocks.unstacked()[0])
+    for a, b in zip(frozen, jax.tree.leaves(core.merge(g, p).blocks.unstacked()[0])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the frozen layer did not move
+    assert optax.tree.norm(jax.tree.map(lambda a, b: a - b, rm["head"], core.init_head(world["d"]))) > 0
+
+
+def test_dpo_on_cached_trunk_features_equals_the_whole_stack(world):
+    import dataclasses
+
+    from murphyjax.llm import init
+    from murphyjax.train import batch_at
+
+    g, p, A, B = world["g"], world["params"], world["A"], world["B"]
+    g1, _ = core.split(init(dataclasses.replace(core.merge(g, p).config, trainable_layers=1), 0))
+    sub = lambda s: C.Seqs(*(x[:16] for x in s))  # noqa: E731
+    ra, rb = preference.reference_logps(g, p, sub(A), 16), preference.reference_logps(g, p, sub(B), 16)
+    opt, loss = OptimizerConfig(learning_rate=1e-2), preference.PreferenceLoss("dpo")
+    pol, _ = loops.train_preference(g1, p, ra, rb, sub(A), sub(B), loss=loss, beta=0.1, steps=4, batch_size=8, opt=opt,
+                                    prompt_len=P)
+    state = preference.new_state(p, opt, 0)
+    data = preference.pair_arrays(sub(A), sub(B), ref_c=ra, ref_r=rb, margin=np.zeros(16, np.float32))
+    for t in range(4):
+        state, _ = preference.preference_step(state, preference.pair_batch(batch_at(data, t, 8, 1, 0)), np.float32(0.1),
+                                              graphdef=g1, opt=opt, loss=loss, prompt_len=P)
+    for a, b in zip(jax.tree.leaves(pol), jax.tree.leaves(state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=1e-6)
+    moved = [float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(jax.tree.leaves(pol), jax.tree.leaves(p))]
+    assert max(moved) > 0

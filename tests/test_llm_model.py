@@ -197,3 +197,21 @@ def test_trainable_layers_freezes_everything_below_the_top_k(scan):
             assert (g.any() if layer == 2 else not g.any()), name
     with pytest.raises(ValueError, match="trainable_layers"):
         LlamaConfig.tiny(num_layers=3, trainable_layers=4)
+
+
+@pytest.mark.parametrize("scan", [True, False])
+def test_a_part_of_the_stack_continues_from_its_inputs(scan):
+    from murphyjax.llm import init
+
+    cfg = LlamaConfig.tiny(num_layers=3, scan_layers=scan)
+    m = init(cfg, 0)
+    ids = jax.random.randint(jax.random.key(2), (2, 5), 0, cfg.vocab_size)
+    mask = jnp.asarray([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]], bool)
+    pos = positions_from_mask(mask)
+    full, _ = m.hidden(ids, mask, pos)
+    for k in (0, 1, 2):  # last = k < 3: the activations before the final norm
+        x, _ = m.hidden(ids, mask, pos, last=k)
+        h, _ = m.hidden(ids, mask, pos, inputs=x, first=k)
+        np.testing.assert_allclose(np.asarray(h), np.asarray(full), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="first, last"):
+        m.hidden(ids, mask, pos, first=2, last=1)

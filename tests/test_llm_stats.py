@@ -157,3 +157,35 @@ def test_a_judge_at_chance_is_no_evidence():
     rows = _strata(_rows([0.5, 0.5, 0.5]), hard_slope=[1, 1, 1], easy_slope=[0, 0, 0])
     gates = {("sycophancy", "crowd", s): {"passed": True, "d_star": 1.0, "judge_at_chance": True} for s in range(3)}
     assert A.method_table(rows, {}, gates)[0]["grows_hard"] == A.JUDGE_AT_CHANCE
+
+
+def test_paired_prompt_bootstrap_of_the_slope():
+    """Per-prompt utilities along a curve whose hard prompts lose 0.5 per unit d and easy ones nothing: the
+    interval over prompts holds the true slopes, and collapses to them when every prompt moves alike."""
+    rng = np.random.default_rng(2)
+    M, d = 200, np.array([0.0, 0.5, 1.0, 1.5])
+    hard = rng.random(M) < 0.3
+
+    def results(noise):
+        curve = []
+        for x in d:
+            u = 0.9 - 0.5 * x * hard + noise * rng.standard_normal(M)
+            curve.append({"pressure": float(x), "kl_exact": float(x * x), "true_by_prompt": u.tolist()})
+        rm = {"hard_by_prompt": hard.tolist(), "best_utility": 1.0}
+        run = {"method": "ppo", "variant": "base", "channel": "crowd", "seed": 0, "sweep": {}, "curve": curve}
+        return {"flattery": {"rms": {"crowd_s0": rm}, "runs": [run]}}
+
+    exact = A.prompt_intervals(results(0.0))[("flattery", "ppo", "base")]
+    assert exact["slope_hard_prompts_lo"] == pytest.approx(0.5) and exact["slope_hard_prompts_hi"] == pytest.approx(0.5)
+    share = hard.mean()
+    lo, hi = exact["slope_prompts_lo"], exact["slope_prompts_hi"]
+    assert lo <= 0.5 * share + 0.1 and hi >= 0.5 * share - 0.1  # pooled: 0.5 x the hard share, up to resampling
+    res = results(0.2)
+    noisy = A.prompt_intervals(res)[("flattery", "ppo", "base")]
+    T = np.asarray([p["true_by_prompt"] for p in res["flattery"]["runs"][0]["curve"]])[:, hard]
+    dc = d - d.mean()
+    per_prompt = (dc[:, None] * T).sum(0) / (dc ** 2).sum()  # each hard prompt's own slope of U
+    est, se = -per_prompt.mean(), per_prompt.std() / np.sqrt(hard.sum())
+    lo, hi = noisy["slope_hard_prompts_lo"], noisy["slope_hard_prompts_hi"]
+    assert lo < est < hi  # the interval holds the data's own estimate ...
+    np.testing.assert_allclose(hi - lo, 2 * 1.6449 * se, rtol=0.2)  # ... and has the normal width over prompts

@@ -127,6 +127,50 @@ def method_table(rows, rms_queries: dict, gates: dict | None = None) -> list[dic
     return out
 
 
+def prompt_intervals(results: dict, resamples: int = 1000, level: float = S.LEVEL, seed: int = 0) -> dict:
+    """The paired bootstrap over evaluation prompts, beside the Student t interval over seeds: every
+    evaluation of a run uses the same prompts and sampling keys, so resampling the prompts (once, the
+    same resample for every point and every seed) resamples whole curves. Per (task, method, variant):
+    the ``level`` percentile interval of the mean over seeds of the slope of G and of G_hard against d
+    (``slope_prompts_lo/hi``, ``slope_hard_prompts_lo/hi``). Runs without per-prompt values are skipped."""
+    out = {}
+    q = (1 - level) / 2
+    for task, res in results.items():
+        groups = {}
+        for rec in res["runs"]:
+            if any(v is not None for v in rec["sweep"].values()):
+                continue
+            rm = res["rms"][f"{rec['channel']}_s{rec['seed']}"]
+            pts = rec["curve"]
+            if "hard_by_prompt" not in rm or not all("true_by_prompt" in p for p in pts):
+                continue
+            groups.setdefault((task, rec["method"], rec["variant"]), []).append((rm, rec, pts))
+        for key, runs in groups.items():
+            hard = np.asarray(runs[0][0]["hard_by_prompt"], bool)
+            idx = np.random.default_rng(seed).integers(0, len(hard), (resamples, len(hard)))
+            w = hard[idx].astype(float)  # (B, M) hard prompts of each resample
+            slopes, slopes_hard = [], []
+            for rm, rec, pts in runs:
+                best = rm.get("best_utility", 1.0)
+                T = np.asarray([p["true_by_prompt"] for p in pts], float)  # (points, M)
+                d = np.sqrt(np.maximum([p.get("kl_exact", math.nan) for p in pts], 0.0))
+                Tb = T[:, idx]  # (points, B, M)
+                G = best - Tb.mean(-1)
+                Gh = best - (Tb * w).sum(-1) / np.maximum(w.sum(-1), 1)
+                dc = d - d.mean()
+                if not np.ptp(d) > 0:
+                    continue
+                slopes.append((dc[:, None] * (G - G.mean(0))).sum(0) / (dc ** 2).sum())
+                slopes_hard.append((dc[:, None] * (Gh - Gh.mean(0))).sum(0) / (dc ** 2).sum())
+            if not slopes:
+                continue
+            m, mh = np.mean(slopes, 0), np.mean(slopes_hard, 0)
+            out[key] = {"slope_prompts_lo": float(np.quantile(m, q)), "slope_prompts_hi": float(np.quantile(m, 1 - q)),
+                        "slope_hard_prompts_lo": float(np.quantile(mh, q)),
+                        "slope_hard_prompts_hi": float(np.quantile(mh, 1 - q)), "prompts": int(len(hard))}
+    return out
+
+
 def gate_index(results: dict) -> dict:
     """{(task, channel, seed): gate record} of every stored gate."""
     return {(task, g["channel"], g["seed"]): g for task, res in results.items() for g in res.get("gates", {}).values()}

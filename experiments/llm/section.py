@@ -311,6 +311,10 @@ def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=pr
     from murphyjax.experiments.llm import gates as GT
 
     mt = A.method_table(rows, A.queries(res), A.gate_index(res))
+    pb = A.prompt_intervals(res)
+    for r in mt:
+        r.update(pb.get((r["task"], r["method"], r["variant"]), {k: float("nan") for k in (
+            "slope_prompts_lo", "slope_prompts_hi", "slope_hard_prompts_lo", "slope_hard_prompts_hi")}))
     gt, gf = GT.gate_rows(res), GT.form_rows(res)
     it = A.intervention_table(rows)
     gao = A.gao_fits(rows)
@@ -396,12 +400,14 @@ def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=pr
               ("img", fg["pressure"], f"{task}: the pressure axes"),
               ("p", "Method table (llm_method_table.csv): G = a + b d fitted per seed, and the same line for G_hard and "
                     "G_easy; slope b and intercept a, peak true utility and the d where it occurs, final true utility and "
-                    "G: means over seeds with 90 % Student t intervals; p_grows: one-sided p-value of 'G grows with pressure'; labels = preference labels spent "
+                    "G: means over seeds with 90 % Student t intervals (and, for the slope of G_hard, the 90 % paired "
+                    "bootstrap over evaluation prompts: 'prompts'); p_grows: one-sided p-value of 'G grows with pressure'; labels = preference labels spent "
                     f"(routing buys {cfg.votes} calibrated labels per routed pair)."),
               table([("label", "method"), ("variant", "feedback"), ("seeds", "seeds"), ("gate", "gate"), ("slope", "slope b"),
                      ("slope_lo", "lo"), ("slope_hi", "hi"), ("intercept", "intercept a"), ("intercept_lo", "lo"),
                      ("intercept_hi", "hi"), ("p_grows", "p_grows"), ("grows", "G grows"), ("slope_hard", "slope hard"),
-                     ("slope_hard_lo", "lo"), ("slope_hard_hi", "hi"), ("grows_hard", "G_hard grows"),
+                     ("slope_hard_lo", "lo"), ("slope_hard_hi", "hi"), ("slope_hard_prompts_lo", "lo (prompts)"),
+                     ("slope_hard_prompts_hi", "hi (prompts)"), ("grows_hard", "G_hard grows"),
                      ("slope_easy", "slope easy"), ("grows_easy", "G_easy grows"), ("d_max", "d max"),
                      ("d_star", "d*"), ("peak_true", "peak U"),
                      ("peak_d", "at d"), ("start_true", "U ref"), ("final_true", "U final"), ("final_G", "G final"),
@@ -569,7 +575,8 @@ def cli(args) -> int:
 METHOD_TABLE_COLUMNS = ("task", "method", "variant", "seeds", "gate", "slope", "slope_lo", "slope_hi", "intercept",
                         "intercept_lo", "intercept_hi", "peak_true", "peak_d", "final_true", "final_G", "p_grows",
                         "grows", "slope_hard", "slope_hard_lo", "slope_hard_hi", "p_grows_hard", "grows_hard",
-                        "slope_easy", "slope_easy_lo", "slope_easy_hi", "p_grows_easy", "grows_easy", "d_max", "d_star")
+                        "slope_hard_prompts_lo", "slope_hard_prompts_hi", "slope_easy", "slope_easy_lo", "slope_easy_hi",
+                        "p_grows_easy", "grows_easy", "d_max", "d_star")
 
 
 def compute_seconds(out: Path) -> dict:

@@ -243,6 +243,9 @@ def evaluate_policy(cfg, setup: Setup, params, rm, seed: int, *, temperature: fl
                                   with_kl=with_kl and not is_ref, states=prompt_state_cache(setup))
     if is_ref and with_kl:  # KL(pi_ref || pi_ref) = 0 exactly: not computed
         s.update(kl_exact=0.0, kl_k1=0.0, kl_k3=0.0)
+    # per-prompt mean true utility (the same prompts and sampling keys at every point: a paired bootstrap
+    # over prompts resamples whole curves)
+    s["true_by_prompt"] = np.asarray(arrays["true"], float).reshape(len(prompts["ids"]), -1).mean(1).round(6).tolist()
     return s, arrays
 
 
@@ -402,6 +405,7 @@ def reward_model(cfg, setup: Setup, channel: str, seed: int, log=print):
            "rm_true_accuracy_hard": float(rm_true[hard].mean()), "rm_true_accuracy_easy": float(rm_true[~hard].mean()),
            "rm_label_accuracy": float(np.mean((ra > rb) == np.asarray(lab["chosen_is_a"], bool))),
            "ref": base, "ref_proxy_sd": float(r.std()), "ref_true_sd": float(arrays["true"].std()),
+           "hard_by_prompt": [bool(h) for h in setup.eval["hard"]],
            "cov_H_r": cov, "cov_H_r_se": base.get("drift_se", float("nan")), "hard_mass_ref": float(H.mean()),
            "alpha_eff": float(alpha_gen), "beta_star": beta_star, "maps_drift_ref": maps_drift,
            "maps_drift_ref_se": maps_drift_se,

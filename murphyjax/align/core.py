@@ -60,16 +60,24 @@ def completion_logps(logits, ids, cmask):
     return jnp.where(cmask, lp, 0.0)
 
 
-def completion_sums(graphdef, params, ids, mask, cmask, prompt_len: int | None = None):
+def completion_sums(graphdef, params, ids, mask, cmask, prompt_len: int | None = None, features=None):
     """Summed completion log-probs (B,) in one forward.
 
     With ``prompt_len`` (static; the completion lies in slots [prompt_len, S), as in the codec layout),
     the output projection and softmax run only at the S - prompt_len positions that predict completion
-    tokens: the (B, S, V) logits of the prompt positions are never formed.
+    tokens: the (B, S, V) logits of the prompt positions are never formed. ``features``: the frozen
+    trunk's activations of these rows (``trunk_features``); only the trained top layers then run.
     """
-    if prompt_len is None:
+    if features is not None:
+        model = nnx.merge(graphdef, params)
+        k = model.config.num_layers - model.config.trainable_layers
+        h, _ = model.hidden(ids, mask, positions_from_mask(mask), inputs=features, first=k)
+    elif prompt_len is None:
         return completion_logps(forward(graphdef, params, ids, mask), ids, cmask).sum(-1)
-    h, model = hidden(graphdef, params, ids, mask)
+    else:
+        h, model = hidden(graphdef, params, ids, mask)
+    if prompt_len is None:
+        return completion_logps(model.logits(h), ids, cmask).sum(-1)
     lp = hidden_logprobs(model, h[:, prompt_len - 1:-1], ids[:, prompt_len:])
     return jnp.sum(jnp.where(cmask[:, prompt_len:], lp, 0.0), -1)
 
@@ -86,12 +94,28 @@ def last_index(mask):
     return S - 1 - jnp.argmax(mask[:, ::-1], axis=1)
 
 
-def scalar_scores(graphdef, params, ids, mask):
+@functools.partial(jax.jit, static_argnames="graphdef")
+def trunk_features(graphdef, params, ids, mask):
+    """Activations (B, S, D) leaving the frozen lower layers (``trainable_layers``): fixed while the top
+    layers train, so a training loop on a fixed dataset computes them once."""
+    model = nnx.merge(graphdef, params)
+    k = model.config.num_layers - model.config.trainable_layers
+    x, _ = model.hidden(ids, mask, positions_from_mask(mask), last=k)
+    return x
+
+
+def scalar_scores(graphdef, params, ids, mask, features=None):
     """Reward-model scores r(x, y) (B,): the head on the hidden state of the last valid token.
 
-    ``params = {"lm": backbone params, "head": init_head(d)}``.
+    ``params = {"lm": backbone params, "head": init_head(d)}``. ``features``: the frozen trunk's
+    activations of these rows (``trunk_features``); only the trained top layers then run.
     """
-    h, _ = hidden(graphdef, params["lm"], ids, mask)
+    if features is None:
+        h, _ = hidden(graphdef, params["lm"], ids, mask)
+    else:
+        model = nnx.merge(graphdef, params["lm"])
+        k = model.config.num_layers - model.config.trainable_layers
+        h, _ = model.hidden(ids, mask, positions_from_mask(mask), inputs=features, first=k)
     last = jnp.take_along_axis(h, last_index(mask)[:, None, None], 1)[:, 0]
     return last.astype(F32) @ params["head"]["w"] + params["head"]["b"]
 

@@ -49,14 +49,28 @@ def run(step_fn, state, data: dict, make_batch, *, steps: int, batch_size: int, 
     return state, history
 
 
+def _trunk(graphdef, params, chosen: Seqs, rejected: Seqs) -> dict:
+    """With ``trainable_layers`` in the model's config: the frozen trunk's activations of every pair,
+    computed once ({} when every layer trains)."""
+    if not core.merge(graphdef, params).config.trainable_layers:
+        return {}
+    feats = lambda s: core.batched(lambda i, m: core.trunk_features(graphdef, params, i, m),  # noqa: E731
+                                   [s.ids, s.mask], min(64, len(s.ids)))
+    return {"c_features": feats(chosen), "r_features": feats(rejected)}
+
+
 def train_reward_model(graphdef, backbone, d_model: int, chosen: Seqs, rejected: Seqs, *, steps: int,
                        batch_size: int, opt: OptimizerConfig, seed: int = 0):
     """Bradley-Terry reward model: backbone copy + zero scalar head, trained on (chosen, rejected).
 
+    With ``trainable_layers`` set in the model's config only the top layers train, so the activations
+    leaving the frozen trunk are computed once for every pair and each step runs the top layers alone
+    (the same parameters as running the whole stack every step, up to float round-off).
+
     Returns (params ``{"lm", "head"}``, final training metrics).
     """
     state = preference.new_state({"lm": backbone, "head": core.init_head(d_model)}, opt, seed)
-    data = preference.pair_arrays(chosen, rejected)
+    data = preference.pair_arrays(chosen, rejected, **_trunk(graphdef, backbone, chosen, rejected))
     step = lambda s, b: preference.reward_step(s, b, graphdef=graphdef, opt=opt)  # noqa: E731
     metrics = {}
     for t in range(steps):
@@ -84,10 +98,12 @@ def train_preference(graphdef, policy, ref_logps_c, ref_logps_r, chosen: Seqs, r
     """DPO / IPO / f-DPO from ``policy`` with precomputed reference log-probs; returns (params, history).
 
     ``prompt_len``: the sequences use the codec layout (completion in slots [prompt_len, S)), so the
-    logits are formed only where they are needed."""
+    logits are formed only where they are needed. With ``trainable_layers`` the frozen trunk's
+    activations are computed once (the policy's trunk is the reference's) and each step runs the top
+    layers alone."""
     # the margin is always present (zeros by default) so MAPS and plain runs share one compiled step
     m = np.zeros(len(chosen.ids), np.float32) if margin is None else np.asarray(margin, np.float32)
-    extra = {"ref_c": ref_logps_c, "ref_r": ref_logps_r, "margin": m}
+    extra = {"ref_c": ref_logps_c, "ref_r": ref_logps_r, "margin": m, **_trunk(graphdef, policy, chosen, rejected)}
     data = preference.pair_arrays(chosen, rejected, **extra)
     state = preference.new_state(policy, opt, seed)
     b = np.float32(beta)

@@ -70,7 +70,7 @@ def pair_loss(params, batch, beta, ref_params, *, graphdef, loss: PreferenceLoss
     """
     args = (batch["ids"], batch["mask"], batch["cmask"], prompt_len)
     with jax.named_scope("policy_forward"):
-        lp = core.completion_sums(graphdef, params, *args)
+        lp = core.completion_sums(graphdef, params, *args, batch.get("features"))
     if ref_params is None:
         ref = batch["ref_logps"]
     else:
@@ -104,7 +104,7 @@ def _preference_step(state, batch, beta, kind, ref_params, *, graphdef, opt, los
 
 def reward_loss(params, batch, *, graphdef):
     """Bradley-Terry loss -log sigmoid(r(x, y_c) - r(x, y_r)) of a pair batch (one forward, 2B rows)."""
-    r = core.scalar_scores(graphdef, params, batch["ids"], batch["mask"])
+    r = core.scalar_scores(graphdef, params, batch["ids"], batch["mask"], batch.get("features"))
     B = r.shape[0] // 2
     return losses.bradley_terry_loss(r[:B], r[B:])
 
@@ -141,6 +141,8 @@ def pair_batch(b: dict) -> dict:
     """Rows [chosen; rejected] (2B, S) from a ``batch_at`` draw of ``pair_arrays`` (leading axis 1)."""
     b = {k: v[0] for k, v in b.items()}
     out = {k: np.concatenate([b["c_" + k], b["r_" + k]]) for k in ("ids", "mask", "cmask")}
+    if "c_features" in b:
+        out["features"] = np.concatenate([b["c_features"], b["r_features"]])
     if "ref_c" in b:
         out["ref_logps"] = np.concatenate([b["ref_c"], b["ref_r"]]).astype(np.float32)
     if "margin" in b:

@@ -300,22 +300,35 @@ class Llama(nnx.Module):
         h, _ = self.hidden(input_ids, attention_mask, positions_from_mask(attention_mask))
         return self.logits(h)
 
-    def hidden(self, input_ids, valid, positions, cache: KVCache | None = None, layers: list | None = None):
+    def hidden(self, input_ids, valid, positions, cache: KVCache | None = None, layers: list | None = None, *,
+               inputs=None, first: int = 0, last: int | None = None):
         """Final hidden states (B, S, D) after the last norm, and the updated cache (or None).
 
         With a cache, the S new tokens go to slots [cache.index, cache.index + S) and attend to every
         earlier valid slot plus, causally, to each other. ``layers``: per-layer weights from
         ``blocks.unstacked()``, taken once outside a decode loop so no step slices stacked weights (the
         per-layer layout, ``scan_layers=False``, uses its own parameters without copies).
+
+        A part of the stack (no cache): layers [first, last) run from ``inputs`` (B, S, D), the
+        activations entering layer ``first`` (default: the token embeddings); with ``last`` below the
+        number of layers the activations leaving layer last - 1 are returned, before the final norm. So
+        ``hidden(..., inputs=hidden(..., last=k)[0], first=k)`` is ``hidden(...)``: a frozen trunk's
+        features can be computed once and the top layers trained on them.
         """
         cfg = self.config
+        n_layers = cfg.num_layers
+        last = n_layers if last is None else last
+        if (first, last) != (0, n_layers) and cache is not None:
+            raise ValueError("first / last: a part of the stack runs without a cache")
+        if not 0 <= first <= last <= n_layers:
+            raise ValueError(f"first, last must satisfy 0 <= first <= last <= {n_layers}; got {first}, {last}")
         valid = valid.astype(bool)
         s = input_ids.shape[1]
         causal = jnp.tril(jnp.ones((s, s), bool))[None] & valid[:, None, :]
         allowed = causal if cache is None else jnp.concatenate(
             [jnp.broadcast_to(cache.valid[:, None, :], (valid.shape[0], s, cache.valid.shape[1])), causal], -1)
         bias = _mask_bias(allowed)
-        x = jnp.take(self.embed[...], input_ids, axis=0).astype(cfg.dtype)
+        x = jnp.take(self.embed[...], input_ids, axis=0).astype(cfg.dtype) if inputs is None else inputs.astype(cfg.dtype)
 
         def step(x, inputs):
             p, kv_old = inputs
@@ -325,26 +338,31 @@ class Llama(nnx.Module):
             step = jax.checkpoint(step, policy=_REMAT[cfg.remat])
 
         kv_old = None if cache is None else (cache.k, cache.v)
-        frozen = cfg.num_layers - cfg.trainable_layers if cfg.trainable_layers else 0
+        frozen = n_layers - cfg.trainable_layers if cfg.trainable_layers else 0
         if layers is None and not cfg.scan_layers:
             layers = self.blocks.unstacked()
         if layers is not None:
             outs = []
-            for i, p in enumerate(layers):
-                if i == frozen and frozen:
+            for i in range(first, last):
+                if i == frozen and cfg.trainable_layers:
                     x = jax.lax.stop_gradient(x)
-                x, kv = step(x, (p, None if kv_old is None else (kv_old[0][i], kv_old[1][i])))
+                x, kv = step(x, (layers[i], None if kv_old is None else (kv_old[0][i], kv_old[1][i])))
                 outs.append(kv)
-            k_new, v_new = (jnp.stack(t) for t in zip(*outs))
-        elif frozen:  # two scans: the frozen lower layers, then the trained top ones
+            k_new, v_new = (jnp.stack(t) for t in zip(*outs)) if outs else (None, None)
+        else:  # one scan per segment: below the frozen boundary, then above it
             arrays = self.blocks.arrays()
-            part = lambda t, a, b: jax.tree.map(lambda z: z[a:b], t)  # noqa: E731
-            x, kv_lo = jax.lax.scan(step, x, (part(arrays, 0, frozen), None if kv_old is None else part(kv_old, 0, frozen)))
-            x, kv_hi = jax.lax.scan(step, jax.lax.stop_gradient(x), (part(arrays, frozen, None),
-                                                                    None if kv_old is None else part(kv_old, frozen, None)))
-            k_new, v_new = (jnp.concatenate([a, b]) for a, b in zip(kv_lo, kv_hi))
-        else:
-            x, (k_new, v_new) = jax.lax.scan(step, x, (self.blocks.arrays(), kv_old))
+            part = lambda t, a, b: None if t is None else jax.tree.map(lambda z: z[a:b], t)  # noqa: E731
+            cuts = [first] + ([frozen] if first < frozen < last else []) + [last]
+            kvs = []
+            for a_, b_ in zip(cuts[:-1], cuts[1:]):
+                if a_ == frozen and cfg.trainable_layers:
+                    x = jax.lax.stop_gradient(x)
+                if b_ > a_:
+                    x, kv = jax.lax.scan(step, x, (part(arrays, a_, b_), part(kv_old, a_, b_)))
+                    kvs.append(kv)
+            k_new, v_new = (jnp.concatenate(t) if len(t) > 1 else t[0] for t in zip(*kvs)) if kvs else (None, None)
+        if last < n_layers:
+            return x, None
         h = rms_norm(x, self.final_norm[...], cfg.rms_norm_eps)
         if cache is None:
             return h, None
