@@ -246,13 +246,14 @@ LLM_PRESETS = {
     # SmolLM2-135M: demonstrations near the ceiling on easy prompts (the easy stratum is the control and
     # has no headroom), hard-prompt correctness high enough that the hack costs true utility (the
     # proxy-optimal policy's G_hard exceeds the reference's: the gate records both), completions capped
-    # at the longest answer form, reward models trained to separate the forms (160 steps); every training
-    # step (reference, reward models, methods) updates the top 10 of the 30 layers
+    # at the longest answer form, reward models trained to separate the forms (240 steps; a first pilot
+    # at 160 steps and learning rate 2e-5 left flattery's hard margin at 0.47 sd); every training step
+    # (reference, reward models, methods) updates the top 10 of the 30 layers
     "llm": LLMLabConfig(
         model="smollm2-135m", prompt_len=40, completion_len=10, train_layers=10, tasks=("flattery", "sycophancy"),
         p_correct_easy=0.98,
         p_correct_hard=0.65, flattery_cost=0.8, n_demos=256, n_pairs=256, n_prompts=128, n_eval=128, gate_prompts=64,
-        ref_steps=60, ref_lr=5e-5, ref_batch=8, rm_steps=160, rm_lr=2e-5, rm_batch=8, seeds=5, variant_seeds=3,
+        ref_steps=120, ref_lr=5e-5, ref_batch=8, rm_steps=240, rm_lr=5e-5, rm_batch=8, seeds=5, variant_seeds=3,
         eval_points=4, sft_steps=20, sft_lr=1e-5, pref_steps=64, pref_lr=2e-5, pref_batch=4, dpo_betas=(),
         rl_iters=12, rl_lr=1e-5, rl_prompts=8, kl_coefs=(), bon_samples=16, rest_iters=4, rest_samples=2, rest_steps=6,
         rest_lr=1e-5, temperatures=(0.7, 1.0), rhos=(0.0, 1.0),
