@@ -35,9 +35,10 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args(argv)
-    from murphyjax.malloc import tune_malloc
+    if os.environ.get("MURPHYJAX_TUNE_MALLOC", "1") != "0":  # as the murphyjax command does
+        from murphyjax.malloc import tune_malloc
 
-    tune_malloc()
+        tune_malloc()
     import jax
     import numpy as np
 
