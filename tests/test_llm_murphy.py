@@ -201,5 +201,5 @@ def test_a_deadline_starts_no_unit_it_cannot_finish(micro_run, monkeypatch):
         assert done["finished"] == done["planned"] - 1
     finally:
         (folder / f"{key}.json").write_text(stored)
-    d = llm_run.Deadline(None, out / "llm")
+    d = llm_run.Deadline(None, llm_run.unit_costs(out / "llm"))
     assert d.allows("sft") and d.estimate("sft") > 0 and d.estimate("never-run") == max(d.costs.values())

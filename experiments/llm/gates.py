@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from murphyjax.align import core, evaluate, tasks
+from murphyjax.align import core, tasks
 
 TEMPLATE_NAMES = {(): "plain", ("agree",): "yes", ("disagree",): "no", ("long",): "long", ("flatter",): "flatter"}
 
@@ -63,7 +63,7 @@ def form_table(cfg, setup) -> dict:
     prompts = (ev["ids"][:m], ev["mask"][:m])
     logp = _per_form(lambda st, t, k: core.completion_sequence_logps(setup.graphdef, setup.ref, st, t, k, len(forms)),
                      setup.graphdef, setup.ref, prompts, tok, tm, _batch(cfg))
-    setup._form_table = {"row": rows, "text": texts, "class": cls, "U": U, "H": H.astype(bool),
+    setup._form_table = {"text": texts, "class": cls, "U": U, "H": H.astype(bool),
                          "correct": correct.astype(bool), "hard": np.asarray(ev["hard"], bool)[rows],
                          "logp_ref": np.asarray(logp, np.float64), "prompts": m, "prompt_arrays": prompts,
                          "tokens": (tok, tm), "forms": len(forms)}
@@ -90,17 +90,10 @@ def _per_form(score, graphdef, params, prompts, tok, tm, batch: int) -> np.ndarr
     F = len(tok)
     per = max(1, batch // F)
     out = []
-    for pi, pm in evaluate._chunks(prompts[0], prompts[1], per):
+    for _, (pi, pm) in core.padded_chunks(list(prompts), per):
         st = core.prompt_states(graphdef, params, pi, pm, tok.shape[1])
         out.append(np.asarray(score(st, np.tile(tok, (per, 1)), np.tile(tm, (per, 1)))))
     return np.concatenate(out)[:len(prompts[0]) * F]
-
-
-def _best(z, sel, rows, m):
-    """Per prompt row, the largest z over the selected forms (-inf where none is selected)."""
-    out = np.full(m, -np.inf)
-    np.maximum.at(out, rows[sel], z[sel])
-    return out
 
 
 def gate(cfg, setup, rm, rm_rec: dict) -> dict:
@@ -111,14 +104,15 @@ def gate(cfg, setup, rm, rm_rec: dict) -> dict:
                   setup.graphdef, rm["lm"], ft["prompt_arrays"], tok, tm, _batch(cfg)).astype(np.float64)
     sd = rm_rec["ref_proxy_sd"]
     z = (r - rm_rec["ref"]["proxy"]) / sd if sd > 0 else np.full_like(r, np.nan)
-    rows, m = ft["row"], ft["prompts"]
+    m, F = ft["prompts"], ft["forms"]  # rows are prompt-major: form j of prompt i at i * F + j
     reach = ft["logp_ref"] >= math.log(cfg.gate_floor)
     good = ft["correct"] & ~ft["H"]
-    prompt_hard = np.zeros(m, bool)
-    prompt_hard[rows] = ft["hard"]
-    hacked_best = _best(z, reach & ft["H"], rows, m)
-    good_best = _best(z, reach & good, rows, m)
-    wrong_best = _best(z, reach & ~ft["correct"], rows, m)
+    prompt_hard = ft["hard"].reshape(m, F)[:, 0]
+
+    def best(sel):  # per prompt, the largest z over the selected forms (-inf where none is selected)
+        return np.where(sel, z, -np.inf).reshape(m, F).max(1)
+
+    hacked_best, good_best, wrong_best = best(reach & ft["H"]), best(reach & good), best(reach & ~ft["correct"])
 
     def margin(a, b, sel):
         ok = sel & np.isfinite(a) & np.isfinite(b)
@@ -127,13 +121,9 @@ def gate(cfg, setup, rm, rm_rec: dict) -> dict:
     hard_margin, n_hard = margin(hacked_best, good_best, prompt_hard)
     easy_margin, n_easy = margin(good_best, wrong_best, ~prompt_hard)
     # the proxy-optimal policy within reach: per prompt the reachable form of highest proxy
-    zr = np.where(reach, z, -np.inf)
-    star = np.full(m, -1)
-    top = np.full(m, -np.inf)
-    for j in range(len(zr)):  # a few thousand forms: plain loop, ties to the first form
-        if zr[j] > top[rows[j]]:
-            top[rows[j]], star[rows[j]] = zr[j], j
-    has = star >= 0
+    zr = np.where(reach & np.isfinite(z), z, -np.inf).reshape(m, F)
+    has = (zr > -np.inf).any(1)
+    star = np.arange(m) * F + zr.argmax(1)  # ties to the first form
     kl = -ft["logp_ref"][star[has]]
     u_star = ft["U"][star[has]]
     hard_star = prompt_hard[has]

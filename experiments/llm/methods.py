@@ -238,13 +238,15 @@ def _sample_scored(ctx: Ctx, params, prompts: dict, k: int, key, rows=None):
     from murphyjax.llm import SamplingConfig
 
     s = ctx.setup
+    # the whole prompt set: the reward model's prompt states are kept (keyed by the prompt arrays themselves)
+    ids, mask = (prompts["ids"], prompts["mask"]) if rows is None else (prompts["ids"][rows], prompts["mask"][rows])
+    states = shared.prompt_state_cache(s) if rows is None else None
     rows = np.arange(len(prompts["ids"])) if rows is None else rows
     index = np.repeat(rows, k)
     scfg = SamplingConfig(max_new_tokens=s.N, stop_tokens=tuple(s.codec.stop_ids), pad_id=s.codec.pad_id)
-    res = evaluate.sample_scored(s.graphdef, params, prompts["ids"][rows], prompts["mask"][rows], key, scfg, samples=k,
+    res = evaluate.sample_scored(s.graphdef, params, ids, mask, key, scfg, samples=k,
                                  batch=shared.EVAL_BATCH[ctx.cfg.model], rm_graphdef=s.graphdef, rm_params=ctx.rm,
-                                 states=shared.prompt_state_cache(s) if rows is None or len(rows) == len(prompts["ids"])
-                                 else None)
+                                 states=states)
     texts = C.decode_completions(s.codec, res["tokens"], res["tmask"])
     U, H, _ = tasks.score_batch(s.task, prompts, texts, index)
     return res["seqs"], texts, index, U, H, res["proxy"]

@@ -67,26 +67,33 @@ def _hash_of(stored: dict) -> str:
         return stored.get("hash", "")
 
 
+def unit_costs(folder: Path) -> dict[str, float]:
+    """The longest measured seconds of each kind of finished unit in an LLM run folder: "rm" (a reward
+    model with its gate) or a method name (its runs)."""
+    costs: dict[str, float] = {}
+    for p in Path(folder).glob("*/*.json"):
+        name = p.stem
+        kind = "rm" if name.startswith("rm_") else name.split("_")[1] if name.startswith("run_") else None
+        if kind:
+            try:
+                sec = json.loads(p.read_text()).get("seconds")
+            except (OSError, ValueError):
+                continue
+            if isinstance(sec, (int, float)):
+                costs[kind] = max(costs.get(kind, 0.0), float(sec))
+    return costs
+
+
 class Deadline:
     """``--max-minutes``: a unit starts only when its estimated cost fits before the deadline. A unit's cost
-    is the longest finished unit of the same kind in the run folder (a reward model, or a run of the same
-    method), else the longest finished unit of any kind; with nothing measured yet the unit starts."""
+    is the longest finished unit of the same kind (a reward model, or a run of the same method; ``costs``,
+    from ``unit_costs`` and updated as units finish), else the longest of any kind; with nothing measured
+    yet the unit starts. Once a unit does not fit, no further unit starts."""
 
-    def __init__(self, minutes: float | None, folder: Path):
+    def __init__(self, minutes: float | None, costs: dict | None = None):
         self.end = None if minutes is None else time.time() + 60.0 * minutes
-        self.folder = Path(folder)
         self.stopped = False
-        self.costs: dict[str, float] = {}
-        for p in self.folder.glob("*/*.json"):
-            name = p.stem
-            kind = "rm" if name.startswith("rm_") else name.split("_")[1] if name.startswith("run_") else None
-            if kind:
-                try:
-                    sec = json.loads(p.read_text()).get("seconds")
-                except (OSError, ValueError):
-                    continue
-                if isinstance(sec, (int, float)):
-                    self.add(kind, sec)
+        self.costs: dict[str, float] = dict(costs or {})
 
     def add(self, kind: str, seconds: float) -> None:
         self.costs[kind] = max(self.costs.get(kind, 0.0), float(seconds))
@@ -106,7 +113,7 @@ def _seed_units(cfg, setup, seed, todo, log, progress, deadline: Deadline | None
     """Every unit of one (task, seed): the unfinished runs, training (or loading) a reward model only for
     a channel that still has one to run; with a ``deadline`` no unit starts that cannot finish before it."""
     cache, rms, runs = {}, {}, []
-    deadline = deadline or Deadline(None, setup.store.folder.parent)
+    deadline = deadline or Deadline(None)
     for method, variant, sweep in todo:
         key = run_key(method, variant, sweep, seed)
         channel = M.channel_for(method, variant)
@@ -150,7 +157,7 @@ def run_llm(cfg: LLMLabConfig, out: Path, log=print, max_minutes: float | None =
     numbers are the same as in a sequential run).
     """
     folder = _folder(cfg, out)
-    deadline = Deadline(max_minutes, folder)
+    deadline = Deadline(max_minutes, unit_costs(folder) if max_minutes is not None else None)
     todo = units(cfg)
     total = planned_units(cfg)
     state = {"done": 0, "t0": time.time()}

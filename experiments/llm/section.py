@@ -520,9 +520,9 @@ def cli(args) -> int:
     max_minutes = getattr(args, "max_minutes", None)
     out = args.out or os.path.join("runs", f"{preset}-{config_hash(cfg)}")
     if max_minutes is not None:
-        from murphyjax.experiments.llm.run import Deadline
+        from murphyjax.experiments.llm.run import unit_costs
 
-        costs = Deadline(None, Path(out) / "llm").costs
+        costs = unit_costs(Path(out) / "llm")
         if costs and 60.0 * max_minutes < min(costs.values()):
             least = min(costs.values()) / 60.0
             raise ConfigError(f"--max-minutes {max_minutes:g} is below the cost of one unit of this run (the shortest "

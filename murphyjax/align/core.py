@@ -40,11 +40,20 @@ def merge(graphdef, params) -> Llama:
     return nnx.merge(graphdef, params)
 
 
-def hidden(graphdef, params, ids, mask):
-    """Final hidden states (B, S, D) after the last norm, and the model."""
+def hidden(graphdef, params, ids, mask, features=None):
+    """Final hidden states (B, S, D) after the last norm, and the model. ``features``: the frozen trunk's
+    activations of these rows (``trunk_features``); only the trained top layers then run."""
     model = nnx.merge(graphdef, params)
-    h, _ = model.hidden(ids, mask, positions_from_mask(mask))
+    if features is None:
+        h, _ = model.hidden(ids, mask, positions_from_mask(mask))
+    else:
+        h, _ = model.hidden(ids, mask, positions_from_mask(mask), inputs=features, first=_frozen(model))
     return h, model
+
+
+def _frozen(model) -> int:
+    """The number of lower layers ``trainable_layers`` freezes."""
+    return model.config.num_layers - model.config.trainable_layers
 
 
 def forward(graphdef, params, ids, mask):
@@ -68,14 +77,9 @@ def completion_sums(graphdef, params, ids, mask, cmask, prompt_len: int | None =
     tokens: the (B, S, V) logits of the prompt positions are never formed. ``features``: the frozen
     trunk's activations of these rows (``trunk_features``); only the trained top layers then run.
     """
-    if features is not None:
-        model = nnx.merge(graphdef, params)
-        k = model.config.num_layers - model.config.trainable_layers
-        h, _ = model.hidden(ids, mask, positions_from_mask(mask), inputs=features, first=k)
-    elif prompt_len is None:
+    if features is None and prompt_len is None:
         return completion_logps(forward(graphdef, params, ids, mask), ids, cmask).sum(-1)
-    else:
-        h, model = hidden(graphdef, params, ids, mask)
+    h, model = hidden(graphdef, params, ids, mask, features)
     if prompt_len is None:
         return completion_logps(model.logits(h), ids, cmask).sum(-1)
     lp = hidden_logprobs(model, h[:, prompt_len - 1:-1], ids[:, prompt_len:])
@@ -99,8 +103,7 @@ def trunk_features(graphdef, params, ids, mask):
     """Activations (B, S, D) leaving the frozen lower layers (``trainable_layers``): fixed while the top
     layers train, so a training loop on a fixed dataset computes them once."""
     model = nnx.merge(graphdef, params)
-    k = model.config.num_layers - model.config.trainable_layers
-    x, _ = model.hidden(ids, mask, positions_from_mask(mask), last=k)
+    x, _ = model.hidden(ids, mask, positions_from_mask(mask), last=_frozen(model))
     return x
 
 
@@ -110,12 +113,7 @@ def scalar_scores(graphdef, params, ids, mask, features=None):
     ``params = {"lm": backbone params, "head": init_head(d)}``. ``features``: the frozen trunk's
     activations of these rows (``trunk_features``); only the trained top layers then run.
     """
-    if features is None:
-        h, _ = hidden(graphdef, params["lm"], ids, mask)
-    else:
-        model = nnx.merge(graphdef, params["lm"])
-        k = model.config.num_layers - model.config.trainable_layers
-        h, _ = model.hidden(ids, mask, positions_from_mask(mask), inputs=features, first=k)
+    h, _ = hidden(graphdef, params["lm"], ids, mask, features)
     last = jnp.take_along_axis(h, last_index(mask)[:, None, None], 1)[:, 0]
     return last.astype(F32) @ params["head"]["w"] + params["head"]["b"]
 
@@ -126,16 +124,20 @@ def reward_scores(graphdef, params, ids, mask):
     return scalar_scores(graphdef, params, ids, mask)
 
 
-def batched(fn, arrays, batch: int):
-    """Apply ``fn(*chunk)`` over row chunks of ``arrays`` (last chunk padded by repetition), concat on host."""
-    n = len(arrays[0])
-    outs = []
-    for s in range(0, n, batch):
+def padded_chunks(arrays, batch: int):
+    """``(k, chunk)`` for consecutive row chunks of ``arrays``: ``batch`` rows each, the last padded by
+    repeating its final row (one compiled shape); ``k`` is how many of its rows are real."""
+    for s in range(0, len(arrays[0]), batch):
         chunk = [a[s:s + batch] for a in arrays]
         k = len(chunk[0])
         if k < batch:
             chunk = [np.concatenate([c, np.repeat(c[-1:], batch - k, 0)]) for c in chunk]
-        outs.append(jax.tree.map(lambda x: np.asarray(x)[:k], fn(*chunk)))
+        yield k, chunk
+
+
+def batched(fn, arrays, batch: int):
+    """Apply ``fn(*chunk)`` over row chunks of ``arrays`` (last chunk padded by repetition), concat on host."""
+    outs = [jax.tree.map(lambda x: np.asarray(x)[:k], fn(*chunk)) for k, chunk in padded_chunks(arrays, batch)]
     return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
 

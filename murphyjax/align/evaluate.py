@@ -30,14 +30,8 @@ from murphyjax.monitor import hard_mass_drift_estimate
 
 def generate(graphdef, params, prompt_ids, prompt_mask, key, scfg: SamplingConfig, batch: int):
     """Samples for every prompt row, in fixed-size chunks (one compiled program); numpy Seqs + tokens."""
-    n = len(prompt_ids)
     ids, mask, cmask, toks, tmask = [], [], [], [], []
-    for j, s in enumerate(range(0, n, batch)):
-        pi, pm = prompt_ids[s:s + batch], prompt_mask[s:s + batch]
-        k = len(pi)
-        if k < batch:
-            pi = np.concatenate([pi, np.repeat(pi[-1:], batch - k, 0)])
-            pm = np.concatenate([pm, np.repeat(pm[-1:], batch - k, 0)])
+    for j, (k, (pi, pm)) in enumerate(core.padded_chunks([prompt_ids, prompt_mask], batch)):
         out = core.rollout(graphdef, params, pi, pm, jax.random.fold_in(key, j), scfg)
         seq = [np.asarray(x)[:k] for x in out.sequences()]
         ids.append(seq[0]), mask.append(seq[1]), cmask.append(seq[2])
@@ -109,18 +103,8 @@ class StateCache:
             if len(self.entries) >= self.size:
                 self.entries.pop(next(iter(self.entries)))
             self.entries[key] = (params, prompt_ids, [core.prompt_states(graphdef, params, pi, pm, new_tokens)
-                                                      for pi, pm in _chunks(prompt_ids, prompt_mask, per)])
+                                                      for _, (pi, pm) in core.padded_chunks([prompt_ids, prompt_mask], per)])
         return self.entries[key][2]
-
-
-def _chunks(prompt_ids, prompt_mask, per: int):
-    """Row chunks of ``per`` prompts, the last padded by repeating its final prompt (one compiled shape)."""
-    for s in range(0, len(prompt_ids), per):
-        pi, pm = prompt_ids[s:s + per], prompt_mask[s:s + per]
-        if len(pi) < per:
-            pi = np.concatenate([pi, np.repeat(pi[-1:], per - len(pi), 0)])
-            pm = np.concatenate([pm, np.repeat(pm[-1:], per - len(pm), 0)])
-        yield pi, pm
 
 
 def sample_scored(graphdef, params, prompt_ids, prompt_mask, key, scfg: SamplingConfig, *, samples: int, batch: int,
@@ -137,21 +121,18 @@ def sample_scored(graphdef, params, prompt_ids, prompt_mask, key, scfg: Sampling
     states = states or StateCache()
     per = max(1, batch // samples)
     n = scfg.max_new_tokens
-    M = len(prompt_ids)
-    chunks = list(_chunks(prompt_ids, prompt_mask, per))
     rm_st = states.get(rm_graphdef, rm_params["lm"], prompt_ids, prompt_mask, per, n) if rm_params is not None else None
     ref_st = states.get(graphdef, ref_params, prompt_ids, prompt_mask, per, n) if ref_params is not None else None
     out = {"ids": [], "mask": [], "cmask": [], "tokens": [], "tmask": [], "proxy": [], "kl": []}
-    for c, (pi, pm) in enumerate(chunks):
-        k = min(per, M - c * per) * samples
+    for c, (real, (pi, pm)) in enumerate(core.padded_chunks([prompt_ids, prompt_mask], per)):
+        k = real * samples
         st = core.prompt_states(graphdef, params, pi, pm, n)
         smp = core.rollout_from(graphdef, params, st, jax.random.fold_in(key, c), scfg, samples)
         ids, mask, cmask = (np.asarray(x)[:k] for x in smp.sequences())
         out["ids"].append(ids), out["mask"].append(mask), out["cmask"].append(cmask)
         out["tokens"].append(np.asarray(smp.tokens)[:k]), out["tmask"].append(np.asarray(smp.mask)[:k])
         if rm_st is not None:
-            r = core.completion_rewards(rm_graphdef, {"lm": rm_params["lm"], "head": rm_params["head"]}, rm_st[c],
-                                        smp.tokens, smp.mask, samples)
+            r = core.completion_rewards(rm_graphdef, rm_params, rm_st[c], smp.tokens, smp.mask, samples)
             out["proxy"].append(np.asarray(r)[:k])
         if ref_st is not None:
             kl = core.completion_kl(graphdef, params, ref_params, st, ref_st[c], smp.tokens, smp.mask, temperature, samples)
