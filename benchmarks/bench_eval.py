@@ -7,11 +7,15 @@ with a scalar head) and compute the exact KL to the reference:
 
 * separate: sample every row (each row prefilled on its own), then full forward passes over prompt +
   completion for the reward model, the policy and the reference (``proxy_scores`` + ``kl_stats``);
-* fused (``murphyjax.align.evaluate.sample_scored``): each prompt prefilled once per model, the
-  reference's and the reward model's prompt states kept from the previous evaluation (as along a run),
-  and the completions scored against those states.
+* fused (``murphyjax.align.evaluate.sample_scored`` with ``share_trunk=False``): each prompt prefilled
+  once per model, the reference's and the reward model's prompt states kept from the previous
+  evaluation (as along a run), and the completions scored against those states;
+* trunk (``sample_scored``, the default): as the LLM experiments train, policy and reward model differ
+  from the reference in their top ``--train-layers`` layers only, so the frozen trunk runs once per
+  prompt, and the reference and reward model score the completions with their upper layers from the
+  trunk activations the policy's decode produced.
 
-Both use the same rows per compiled call. The numbers agree to float32 round-off (checked here too).
+All use the same rows per compiled call. The numbers agree to float32 round-off (checked here too).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=64, help="rows per compiled call")
     ap.add_argument("--new-tokens", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--train-layers", type=int, default=10, help="upper layers the policy and reward model differ in")
+    ap.add_argument("--paths", default="separate,fused,trunk", help="comma-separated subset of separate,fused,trunk")
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args(argv)
     if os.environ.get("MURPHYJAX_TUNE_MALLOC", "1") != "0":  # as the murphyjax command does
@@ -50,7 +56,7 @@ def main(argv=None):
         from murphyjax.llm import load_pretrained
         from murphyjax.llm.fetch import cached_path
 
-        model, tok = load_pretrained(cached_path("smollm2-135m"))
+        model, tok = load_pretrained(cached_path("smollm2-135m"), trainable_layers=a.train_layers)
         codec = C.ChatCodec(tok, system="Answer the question in one short sentence.")
         P = 40
     else:
@@ -59,11 +65,28 @@ def main(argv=None):
         texts = [tasks.response(v) for v in range(10)]
         prompts = tasks.make_prompts(tasks.TaskConfig(), 512, np.random.default_rng(0))["prompt"]
         codec = C.WordCodec.from_texts(prompts + texts)
-        model = init(LlamaConfig.tiny(vocab_size=codec.vocab_size, max_seq_len=64), 0)
+        model = init(LlamaConfig.tiny(vocab_size=codec.vocab_size, max_seq_len=64,
+                                      trainable_layers=min(a.train_layers, 1)), 0)
         P = 16
-    g, pol = core.split(model)
-    ref = jax.tree.map(lambda x: x * 1.0, pol)
-    rm = {"lm": ref, "head": {"w": np.full(model.config.hidden_size, 0.01, np.float32), "b": np.float32(0.0)}}
+    g, ref = core.split(model)
+    split = model.config.num_layers - model.config.trainable_layers if model.config.trainable_layers else 0
+
+    def upper_scaled(params, scale):  # a model that trained only its upper layers (and its final norm)
+        def f(path, x):
+            key = jax.tree_util.keystr(path)
+            if "final_norm" in key:
+                return x * scale
+            if "blocks" not in key:
+                return x
+            if model.config.scan_layers:
+                return x.at[split:].multiply(scale)
+            return x * scale if int(key.split("['layers'][")[1].split("]")[0]) >= split else x
+        return jax.tree_util.tree_map_with_path(f, params)
+
+    pol = upper_scaled(ref, 1.02)
+    rm = {"lm": upper_scaled(ref, 0.98), "head": {"w": np.full(model.config.hidden_size, 0.01, np.float32),
+                                                  "b": np.float32(0.0)}}
+    paths = a.paths.split(",")
     prompts = tasks.make_prompts(tasks.TaskConfig(kind="flattery"), a.prompts, np.random.default_rng(1))
     ids, mask = C.encode_prompts(codec, prompts["prompt"], P)
     scfg = SamplingConfig(max_new_tokens=a.new_tokens, stop_tokens=tuple(codec.stop_ids), pad_id=codec.pad_id)
@@ -76,27 +99,35 @@ def main(argv=None):
         kl = evaluate.kl_stats(g, pol, ref, seqs, a.batch, prompt_len=P)
         return seqs, r, kl
 
-    states = evaluate.StateCache()
+    states = {False: evaluate.StateCache(), True: evaluate.StateCache()}
 
-    def fused():
+    def fused(share=False):
         res = evaluate.sample_scored(g, pol, ids, mask, key, scfg, samples=2, batch=a.batch, rm_graphdef=g, rm_params=rm,
-                                     ref_params=ref, states=states)
+                                     ref_params=ref, states=states[share], share_trunk=share)
         return res["seqs"], res["proxy"], res["kl"]
 
-    t_sep, all_sep = best_time(separate, a.rounds)
-    t_fus, all_fus = best_time(fused, a.rounds)
-    s1, r1, k1 = separate()
-    s2, r2, k2 = fused()
-    # the same completions are drawn when the chunks map rows to keys alike (batch rows = batch / 2 prompts)
-    same = bool(np.array_equal(s1.ids, s2.ids))
-    diff = {"proxy": float(np.max(np.abs(r1 - r2))) if same else None,
-            "kl_exact": float(np.max(np.abs(k1["exact"] - k2["exact"]))) if same else None}
+    runs = {"separate": separate, "fused": fused, "trunk": lambda: fused(True)}
+    times, outs = {}, {}
+    for name in paths:
+        times[name] = best_time(runs[name], a.rounds)
+        outs[name] = runs[name]()
     from murphyjax.experiments.reproduce import cpu_model
 
     out = {"model": a.model, "prompts": a.prompts, "rows": 2 * a.prompts, "batch": a.batch, "new_tokens": a.new_tokens,
-           "separate_s": t_sep, "fused_s": t_fus, "speedup": t_sep / t_fus, "separate_all": all_sep,
-           "fused_all": all_fus, "same_samples": same, "max_abs_diff": diff, "cpu": cpu_model(),
-           "date": time.strftime("%Y-%m-%d")}
+           "train_layers": model.config.trainable_layers, "shared_layers": core.shared_trunk(g, pol, ref, rm["lm"]),
+           "cpu": cpu_model(), "date": time.strftime("%Y-%m-%d")}
+    for name in paths:
+        out[f"{name}_s"], out[f"{name}_all"] = times[name]
+    base = paths[0]
+    s1, r1, k1 = outs[base]
+    for name in paths[1:]:
+        s2, r2, k2 = outs[name]
+        # the same completions are drawn when the chunks map rows to keys alike (batch rows = batch / 2 prompts)
+        same = bool(np.array_equal(s1.ids, s2.ids))
+        out[f"{name}_vs_{base}"] = {
+            "speedup": times[base][0] / times[name][0], "same_samples": same,
+            "max_abs_diff_proxy": float(np.max(np.abs(r1 - r2))) if same else None,
+            "max_abs_diff_kl_exact": float(np.max(np.abs(k1["exact"] - k2["exact"]))) if same else None}
     print(json.dumps(out, indent=1))
     if a.json:
         with open(a.json, "w") as fh:

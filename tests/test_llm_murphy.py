@@ -258,3 +258,16 @@ def test_variant_tasks_limit_the_interventions_to_their_tasks():
     assert llm_run.task_units(only, "flattery", todo) == todo
     with pytest.raises(ValueError, match="variant_tasks"):
         dataclasses.replace(cfg, variant_tasks=("length",))
+
+
+def test_runs_on_earlier_weights_are_marked(micro_run):
+    from murphyjax.experiments.llm import aggregate
+
+    cfg, out, _, tables = micro_run
+    assert tables["llm_weights"] and all(w["ref_same"] and w["rm_same"] for w in tables["llm_weights"])
+    res, _ = llm_run.collect_llm(cfg, out)
+    run = res["sycophancy"]["runs"][0]
+    run["ref_fingerprint"] = "0" * 16  # a run that used an earlier training of the reference
+    marks = aggregate.weights_table(res)
+    assert [(w["method"], w["variant"]) for w in marks if not w["ref_same"]] == [(run["method"], run["variant"])]
+    assert all(w["rm_same"] for w in marks)

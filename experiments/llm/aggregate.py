@@ -305,6 +305,22 @@ def events_table(results: dict) -> list[dict]:
     return rows
 
 
+def weights_table(results: dict) -> list[dict]:
+    """Which weights every finished run used against the weights the folder holds now: a resume retrains
+    the reference and the reward models from their seeds, and a retraining that gives other bits leaves the
+    earlier runs on the earlier weights (the same recipe and seed, kept, and marked: ``ref_same`` /
+    ``rm_same`` False)."""
+    out = []
+    for task, r in results.items():
+        ref_fp = (r.get("reference") or {}).get("fingerprint")
+        for run in r["runs"]:
+            rm_fp = r["rms"].get(f"{run['channel']}_s{run['seed']}", {}).get("fingerprint")
+            out.append({"task": task, "method": run["method"], "variant": run["variant"], "seed": run["seed"],
+                        "ref_fingerprint": run.get("ref_fingerprint"), "rm_fingerprint": run.get("rm_fingerprint"),
+                        "ref_same": run.get("ref_fingerprint") == ref_fp, "rm_same": run.get("rm_fingerprint") == rm_fp})
+    return out
+
+
 def queries(results: dict) -> dict:
     """Labels spent per (task, seed, method, variant) from the channel records."""
     from murphyjax.experiments.llm.methods import channel_for

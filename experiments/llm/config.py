@@ -6,12 +6,14 @@ gives the two configurations used by ``murphyjax reproduce``:
 * ``quick``: a tiny Llama (same architecture as SmolLM2, d = 96, 2 layers) trained from scratch on the
   task's demonstrations, every method, three seeds, small budgets: a surrogate that runs in minutes.
 * ``llm``: SmolLM2-135M-Instruct (``murphyjax models fetch smollm2-135m``), briefly fine-tuned on the
-  same demonstrations to fix the answer format, then eight methods on the sycophancy task, five seeds
-  of the base runs and three of the interventions for PPO, GRPO, DPO and best-of-n, six points per
-  curve, and SmolLM2 itself prompted with the constitution as the Constitutional-AI judge. Sized for
-  about six hours on 2 CPU cores: every reward model is shared by all runs of its (channel, seed), the
-  candidate pairs' reference log-probs are computed once, sequences are 40 + 20 tokens (the longest
-  prompt and answer of the task), and the preference batch is 4 pairs.
+  same demonstrations to fix the answer format, then eight methods on the flattery and sycophancy
+  tasks, five seeds of the base runs and three of the interventions for PPO, GRPO, DPO and best-of-n
+  (on flattery), five points per curve, and SmolLM2 itself prompted with the constitution as the
+  Constitutional-AI judge. Every reward model is shared by all runs of its (channel, seed), the
+  candidate pairs' reference log-probs are computed once, sequences are 40 + 10 tokens, the preference
+  batch is 4 pairs, and every training step updates the top 10 layers only. It runs in slices
+  (``--max-minutes``) of whole seeds, 136 runs in all: about 4-6 minutes per run and 8-10 per reward
+  model on 2 CPU cores.
 
 Pressure axes: training steps (every iterative method, evaluated along the way), the PPO KL
 coefficient, the DPO beta, best-of-n's n, ReST iterations, all placed on d = sqrt(KL(pi || pi_ref)).

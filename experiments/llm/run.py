@@ -204,7 +204,7 @@ def run_llm(cfg: LLMLabConfig, out: Path, log=print, max_minutes: float | None =
     for kind in setups:
         rms = {k: v for kd, o in outs if kd == kind for k, v in o[0].items()}
         results[kind] = {"rms": rms, "runs": [r for kd, o in outs if kd == kind for r in o[1]],
-                         "gates": _gates(setups[kind].store, rms)}
+                         "gates": _gates(setups[kind].store, rms), "reference": setups[kind].store.get("reference")}
     return results
 
 
@@ -237,5 +237,5 @@ def collect_llm(cfg: LLMLabConfig, out: Path) -> tuple[dict, dict]:
                 runs.append(rec)
         found += len(runs)
         if runs:
-            results[kind] = {"rms": rms, "runs": runs, "gates": _gates(store, rms)}
+            results[kind] = {"rms": rms, "runs": runs, "gates": _gates(store, rms), "reference": store.get("reference")}
     return results, {"planned": planned, "finished": found}

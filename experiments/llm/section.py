@@ -165,8 +165,9 @@ def findings(cfg: LLMLabConfig, mt, it, rmt, ev_rows, gao, shift, task, runs_of=
         out.append(f"The AI judge ({g['judge']}) prefers the truly better response on {g['judge_accuracy_easy']:.3f} of the "
                    f"{g['judge_pairs_easy']} easy pairs (one-sided binomial p = {g['judge_p_easy']:.3g}) and "
                    f"{g['judge_accuracy_hard']:.3f} of the hard ones: "
-                   + ("at chance where it should be right, so the Constitutional-AI runs are no evidence (their verdicts "
-                      "read 'judge at chance')." if g["judge_at_chance"] else "better than chance on easy pairs."))
+                   + ((("below chance" if g["judge_accuracy_easy"] < 0.5 else "no better than chance") +
+                       " where it should be right, so the Constitutional-AI runs are no evidence (their verdicts read "
+                       "'judge at chance').") if g["judge_at_chance"] else "better than chance on easy pairs."))
     base = [r for r in mt if r["task"] == task and r["variant"] == "base"]
     if base:
         failed = [r["method"] for r in base if r["gate"] == "fail"]
@@ -321,6 +322,7 @@ def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=pr
     sw = A.sweep_table(cv)
     temps, shift = A.finals_table(res, "temperature"), A.finals_table(res, "shift")
     rmt, evt = A.rm_table(res), A.events_table(res)
+    wt = A.weights_table(res)
     tri = trilemma_table(mt, shift, cfg)
     data.to_parquet({k: [r[k] for r in rows] for k in rows[0]}, Path(out) / "llm_points.parquet")
     h2, h3 = heading, "h2" if heading == "h1" else "h3"
@@ -346,6 +348,14 @@ def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=pr
         B.append(("p", f"**A run in progress**: this report holds the {progress['finished']} of {progress['planned']} planned "
                        "runs finished so far (base runs of every method first, then the interventions); every number below "
                        "is computed from those alone, and the run resumes where it stopped."))
+    stale = [w for w in wt if not (w["ref_same"] and w["rm_same"])]
+    B.append(("p", f"Weights (llm_weights.csv): {len(wt) - len(stale)} of {len(wt)} runs used the reference and reward "
+                   "model the run folder holds now" + (
+                       "." if not stale else
+                       f"; {len(stale)} used earlier trainings of them (same recipe and seed, other bits: a resume "
+                       "retrained them) and are kept, marked in llm_weights.csv: " +
+                       ", ".join(sorted({f"{w['task']} {w['method']}/{w['variant']} s{w['seed']}" for w in stale})[:12]) +
+                       ("..." if len(stale) > 12 else "") + ".")))
     B += [("p", f"Preset '{preset}'. Tasks {list(cfg.tasks)}: a fraction alpha={cfg.alpha} of prompts is hard; there the "
                f"annotators prefer the hacked response (agreement with the user's wrong claim / the longer answer / the "
                f"flattering opener) with probability 1/2 + eps = {0.5 + cfg.eps}; easy-prompt annotators are right w.p. "
@@ -362,7 +372,7 @@ def section(preset: str, out: str | os.PathLike, seed: int | None = None, log=pr
     T = {"llm_points": rows, "llm_curves": cv, "llm_method_table": mt, "llm_interventions": it, "llm_gao_fits": gao,
          "llm_pressure_sweeps": sw, "llm_temperature": temps, "llm_shift": shift, "llm_feedback": rmt,
          "llm_onset_events": evt, "llm_trilemma": tri, "llm_theory": theory_rows(cfg, res, rmt, cv), "gates": gt,
-         "gate_forms": gf}
+         "gate_forms": gf, "llm_weights": wt}
     for task in cfg.tasks:
         methods = [m for m in cfg.methods if any(r["method"] == m and r["task"] == task for r in mt)]
         fg = {k: os.path.join(out, f"fig_llm_{k}_{task}.png") for k in ("G", "G_hard", "G_easy", "gap", "hardmass",
@@ -594,7 +604,7 @@ def compute_seconds(out: Path) -> dict:
 
 
 def _overrides(items, preset: str = "llm") -> dict:
-    """``--set KEY=VALUE`` for the LLM config (typed after the preset's values; tuples as comma lists)."""
-    from murphyjax.experiments.reproduce import parse_overrides
+    """``--set KEY=VALUE`` for the LLM config, parsed strictly (``experiments.common.overrides``)."""
+    from murphyjax.experiments.common.overrides import parse_overrides
 
     return parse_overrides(items, LLM_PRESETS[preset])

@@ -25,8 +25,9 @@ from flax import nnx
 
 from murphyjax import losses
 from murphyjax.llm import Llama, SamplingConfig, positions_from_mask, sample
-from murphyjax.llm.sampling import (PromptStates, completion_hidden, decode_from, hidden_logprobs, prefill,
-                                    repeat_states, token_logprobs)
+from murphyjax.llm.sampling import (PromptStates, TrunkStates, completion_hidden, completion_hidden_top, decode_from,
+                                    decode_split, hidden_logprobs, prefill, prefill_top, prefill_trunk, repeat_states,
+                                    token_logprobs)
 
 F32 = jnp.float32
 
@@ -226,6 +227,65 @@ def completion_kl(graphdef, params, ref_params, states: PromptStates, ref_states
     h, _ = completion_hidden(model, repeat_states(states, repeats), tokens, tmask)
     h_ref, _ = completion_hidden(ref_model, repeat_states(ref_states, repeats), tokens, tmask)
     return _kl_terms(model, ref_model, h, h_ref, tokens, tmask.astype(F32), temperature)
+
+
+# --------------------------------------------------------------------------- a shared frozen trunk
+def shared_trunk(graphdef, *param_sets) -> int:
+    """The number of lower layers every one of ``param_sets`` (backbone params of ``graphdef``) holds
+    identically, when the model freezes them (``trainable_layers``) and the embedding is the same too;
+    0 otherwise. Models that agree there can share the trunk's prompt states and completion activations."""
+    cfg = nnx.merge(graphdef, param_sets[0]).config
+    split = cfg.num_layers - cfg.trainable_layers if cfg.trainable_layers else 0
+    if split == 0 or len(param_sets) < 2:
+        return split
+    trunks = [_trunk_arrays(graphdef, p, split) for p in param_sets]
+    same = all(bool(jnp.array_equal(a, b)) for t in trunks[1:] for a, b in zip(jax.tree.leaves(trunks[0]), jax.tree.leaves(t)))
+    return split if same else 0
+
+
+def _trunk_arrays(graphdef, params, split: int):
+    model = nnx.merge(graphdef, params)
+    blocks = model.blocks.arrays() if model.blocks.stacked else None
+    lower = {n: w[:split] for n, w in blocks.items()} if blocks is not None else \
+        [{n: getattr(layer, n)[...] for n in model.blocks.NAMES} for layer in model.blocks.layers[:split]]
+    return {"embed": model.embed[...], "blocks": lower}
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "new_tokens", "split"))
+def trunk_states(graphdef, params, ids, mask, new_tokens: int, split: int) -> TrunkStates:
+    """Prompts through the shared lower ``split`` layers (``murphyjax.llm.sampling.prefill_trunk``)."""
+    return prefill_trunk(nnx.merge(graphdef, params), ids, mask, new_tokens, split)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "split"))
+def top_states(graphdef, params, trunk: TrunkStates, split: int) -> PromptStates:
+    """A model's upper layers over prompts whose trunk ran (``prefill_top``)."""
+    return prefill_top(nnx.merge(graphdef, params), trunk, split)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "config", "repeats", "split"))
+def rollout_split(graphdef, params, trunk: TrunkStates, top: PromptStates, key, config: SamplingConfig, repeats: int,
+                  split: int):
+    """``rollout_from`` on trunk + upper states: (Samples, trunk activations, predicting states) (``decode_split``)."""
+    return decode_split(nnx.merge(graphdef, params), trunk, top, key, config, repeats, split)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "repeats", "split"))
+def completion_rewards_top(graphdef, rm_params, top: PromptStates, x, tokens, tmask, repeats: int, split: int):
+    """``completion_rewards`` of a reward model sharing the trunk: its upper layers only."""
+    _, last = completion_hidden_top(nnx.merge(graphdef, rm_params["lm"]), repeat_states(top, repeats), x, tokens, tmask,
+                                    split)
+    return last.astype(F32) @ rm_params["head"]["w"] + rm_params["head"]["b"]
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "repeats", "split"))
+def completion_kl_top(graphdef, params, ref_params, pred, ref_top: PromptStates, x, tokens, tmask, temperature=1.0,
+                      repeats: int = 1, split: int = 0):
+    """``completion_kl`` where the policy's predicting states ``pred`` come from its own decode and the
+    reference (sharing the trunk) runs its upper layers only."""
+    model, ref_model = nnx.merge(graphdef, params), nnx.merge(graphdef, ref_params)
+    h_ref, _ = completion_hidden_top(ref_model, repeat_states(ref_top, repeats), x, tokens, tmask, split)
+    return _kl_terms(model, ref_model, pred, h_ref, tokens, tmask.astype(F32), temperature)
 
 
 # --------------------------------------------------------------------------- rollouts

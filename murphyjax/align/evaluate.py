@@ -106,21 +106,52 @@ class StateCache:
                                                       for _, (pi, pm) in core.padded_chunks([prompt_ids, prompt_mask], per)])
         return self.entries[key][2]
 
+    def trunk(self, graphdef, params, prompt_ids, prompt_mask, per: int, new_tokens: int, split: int) -> list:
+        """Trunk states (``core.trunk_states``) of a prompt set, per chunk of ``per`` prompts."""
+        key = (id(params), id(prompt_ids), per, new_tokens, "trunk", split)
+        if key not in self.entries:
+            if len(self.entries) >= self.size:
+                self.entries.pop(next(iter(self.entries)))
+            self.entries[key] = (params, prompt_ids, [core.trunk_states(graphdef, params, pi, pm, new_tokens, split)
+                                                      for _, (pi, pm) in core.padded_chunks([prompt_ids, prompt_mask], per)])
+        return self.entries[key][2]
+
+    def top(self, graphdef, params, trunk: list, split: int) -> list:
+        """A fixed model's upper-layer states (``core.top_states``) over the chunks of ``trunk``."""
+        key = (id(params), id(trunk), "top", split)
+        if key not in self.entries:
+            if len(self.entries) >= self.size:
+                self.entries.pop(next(iter(self.entries)))
+            self.entries[key] = (params, trunk, [core.top_states(graphdef, params, t, split) for t in trunk])
+        return self.entries[key][2]
+
 
 def sample_scored(graphdef, params, prompt_ids, prompt_mask, key, scfg: SamplingConfig, *, samples: int, batch: int,
                   rm_graphdef=None, rm_params=None, ref_params=None, temperature: float = 1.0,
-                  states: StateCache | None = None) -> dict:
+                  states: StateCache | None = None, share_trunk: bool = True) -> dict:
     """``samples`` completions of every prompt, scored in one pass: each prompt is prefilled once per model
     and every completion is decoded, scored by the reward model (``rm_params``) and compared with the
     reference (``ref_params``: exact / k1 / k3 KL and entropy) against those prompt states, never running the
     prompt again. Rows are prompt-major (sample j of prompt i at i * samples + j), ``batch`` rows per
     compiled call; chunk c draws from ``fold_in(key, c)``.
 
+    Models that share a frozen trunk (``trainable_layers``; ``core.shared_trunk`` checks that the policy,
+    the reference and the reward model hold the same lower layers) share its work as well: the trunk runs
+    over each prompt once, the reference's and the reward model's upper layers score the completions from
+    the trunk activations the policy's decode produced, and the policy's own predicting states (kept from
+    the decode) give its side of the KL, with no second pass over the completion. The numbers are those
+    of the full passes up to float round-off (``share_trunk=False`` runs the full passes).
+
     Returns numpy ``seqs`` (Seqs), ``tokens``, ``tmask``, and ``proxy`` / ``kl`` where asked for.
     """
     states = states or StateCache()
     per = max(1, batch // samples)
     n = scfg.max_new_tokens
+    fixed = [p for p in (ref_params, None if rm_params is None else rm_params["lm"]) if p is not None]
+    split = core.shared_trunk(graphdef, params, *fixed) if share_trunk and fixed and rm_graphdef in (None, graphdef) else 0
+    if split:
+        return _sample_scored_trunk(graphdef, params, prompt_ids, prompt_mask, key, scfg, samples, per, rm_params,
+                                    ref_params, temperature, states, fixed[0], split)
     rm_st = states.get(rm_graphdef, rm_params["lm"], prompt_ids, prompt_mask, per, n) if rm_params is not None else None
     ref_st = states.get(graphdef, ref_params, prompt_ids, prompt_mask, per, n) if ref_params is not None else None
     out = {"ids": [], "mask": [], "cmask": [], "tokens": [], "tmask": [], "proxy": [], "kl": []}
@@ -143,6 +174,39 @@ def sample_scored(graphdef, params, prompt_ids, prompt_mask, key, scfg: Sampling
     if rm_st is not None:
         res["proxy"] = cat(out["proxy"])
     if ref_st is not None:
+        res["kl"] = {name: cat([d[name] for d in out["kl"]]) for name in out["kl"][0]}
+    return res
+
+
+def _sample_scored_trunk(graphdef, params, prompt_ids, prompt_mask, key, scfg, samples, per, rm_params, ref_params,
+                         temperature, states, trunk_params, split) -> dict:
+    """``sample_scored`` on a shared trunk (its docstring)."""
+    n = scfg.max_new_tokens
+    trunk = states.trunk(graphdef, trunk_params, prompt_ids, prompt_mask, per, n, split)
+    rm_top = states.top(graphdef, rm_params["lm"], trunk, split) if rm_params is not None else None
+    ref_top = states.top(graphdef, ref_params, trunk, split) if ref_params is not None else None
+    own = ref_top if params is ref_params else rm_top if rm_params is not None and params is rm_params["lm"] else None
+    out = {"ids": [], "mask": [], "cmask": [], "tokens": [], "tmask": [], "proxy": [], "kl": []}
+    for c, (real, _) in enumerate(core.padded_chunks([prompt_ids], per)):
+        k = real * samples
+        top = own[c] if own is not None else core.top_states(graphdef, params, trunk[c], split)
+        smp, x, pred = core.rollout_split(graphdef, params, trunk[c], top, jax.random.fold_in(key, c), scfg, samples, split)
+        ids, mask, cmask = (np.asarray(a)[:k] for a in smp.sequences())
+        out["ids"].append(ids), out["mask"].append(mask), out["cmask"].append(cmask)
+        out["tokens"].append(np.asarray(smp.tokens)[:k]), out["tmask"].append(np.asarray(smp.mask)[:k])
+        if rm_top is not None:
+            r = core.completion_rewards_top(graphdef, rm_params, rm_top[c], x, smp.tokens, smp.mask, samples, split)
+            out["proxy"].append(np.asarray(r)[:k])
+        if ref_top is not None:
+            kl = core.completion_kl_top(graphdef, params, ref_params, pred, ref_top[c], x, smp.tokens, smp.mask,
+                                        temperature, samples, split)
+            out["kl"].append({name: np.asarray(v)[:k] for name, v in kl.items()})
+    cat = np.concatenate
+    res = {"seqs": C.Seqs(cat(out["ids"]), cat(out["mask"]), cat(out["cmask"])), "tokens": cat(out["tokens"]),
+           "tmask": cat(out["tmask"])}
+    if rm_top is not None:
+        res["proxy"] = cat(out["proxy"])
+    if ref_top is not None:
         res["kl"] = {name: cat([d[name] for d in out["kl"]]) for name in out["kl"][0]}
     return res
 

@@ -124,8 +124,9 @@ class KVCache(NamedTuple):
     index: jax.Array  # () int32, next slot to write
 
     @classmethod
-    def init(cls, cfg: LlamaConfig, batch: int, length: int) -> "KVCache":
-        shape = (cfg.num_layers, batch, length, cfg.num_kv_heads, cfg.head_dim)
+    def init(cls, cfg: LlamaConfig, batch: int, length: int, layers: int | None = None) -> "KVCache":
+        """An empty cache of ``length`` slots for ``layers`` layers (default: all of them)."""
+        shape = (cfg.num_layers if layers is None else layers, batch, length, cfg.num_kv_heads, cfg.head_dim)
         z = jnp.zeros(shape, cfg.dtype)
         return cls(z, z, jnp.zeros((batch, length), bool), jnp.zeros((), jnp.int32))
 
@@ -309,19 +310,22 @@ class Llama(nnx.Module):
         ``blocks.unstacked()``, taken once outside a decode loop so no step slices stacked weights (the
         per-layer layout, ``scan_layers=False``, uses its own parameters without copies).
 
-        A part of the stack (no cache): layers [first, last) run from ``inputs`` (B, S, D), the
-        activations entering layer ``first`` (default: the token embeddings); with ``last`` below the
-        number of layers the activations leaving layer last - 1 are returned, before the final norm. So
+        A part of the stack: layers [first, last) run from ``inputs`` (B, S, D), the activations entering
+        layer ``first`` (default: the token embeddings); with ``last`` below the number of layers the
+        activations leaving layer last - 1 are returned, before the final norm. So
         ``hidden(..., inputs=hidden(..., last=k)[0], first=k)`` is ``hidden(...)``: a frozen trunk's
-        features can be computed once and the top layers trained on them.
+        features can be computed once and the top layers trained on them. A cache for a part of the stack
+        holds the last - first layers [first, last) (``KVCache.init(cfg, b, t, layers=last - first)``), so
+        models that share a frozen trunk can share its cache and keep only their upper layers' own.
         """
         cfg = self.config
         n_layers = cfg.num_layers
         last = n_layers if last is None else last
-        if (first, last) != (0, n_layers) and cache is not None:
-            raise ValueError("first / last: a part of the stack runs without a cache")
         if not 0 <= first <= last <= n_layers:
             raise ValueError(f"first, last must satisfy 0 <= first <= last <= {n_layers}; got {first}, {last}")
+        if cache is not None and cache.k.shape[0] != last - first:
+            raise ValueError(f"the cache holds {cache.k.shape[0]} layers; layers [{first}, {last}) need a cache of "
+                             f"{last - first}")
         valid = valid.astype(bool)
         s = input_ids.shape[1]
         causal = jnp.tril(jnp.ones((s, s), bool))[None] & valid[:, None, :]
@@ -346,7 +350,7 @@ class Llama(nnx.Module):
             for i in range(first, last):
                 if i == frozen and cfg.trainable_layers:
                     x = jax.lax.stop_gradient(x)
-                x, kv = step(x, (layers[i], None if kv_old is None else (kv_old[0][i], kv_old[1][i])))
+                x, kv = step(x, (layers[i], None if kv_old is None else (kv_old[0][i - first], kv_old[1][i - first])))
                 outs.append(kv)
             k_new, v_new = (jnp.stack(t) for t in zip(*outs)) if outs else (None, None)
         else:  # one scan per segment: below the frozen boundary, then above it
@@ -358,12 +362,10 @@ class Llama(nnx.Module):
                 if a_ == frozen and cfg.trainable_layers:
                     x = jax.lax.stop_gradient(x)
                 if b_ > a_:
-                    x, kv = jax.lax.scan(step, x, (part(arrays, a_, b_), part(kv_old, a_, b_)))
+                    x, kv = jax.lax.scan(step, x, (part(arrays, a_, b_), part(kv_old, a_ - first, b_ - first)))
                     kvs.append(kv)
             k_new, v_new = (jnp.concatenate(t) if len(t) > 1 else t[0] for t in zip(*kvs)) if kvs else (None, None)
-        if last < n_layers:
-            return x, None
-        h = rms_norm(x, self.final_norm[...], cfg.rms_norm_eps)
+        h = x if last < n_layers else rms_norm(x, self.final_norm[...], cfg.rms_norm_eps)
         if cache is None:
             return h, None
         zero = jnp.zeros((), jnp.int32)

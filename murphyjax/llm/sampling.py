@@ -262,6 +262,97 @@ def decode_from(model: Llama, st: PromptStates, key: jax.Array, config: Sampling
     return Samples(ids, mask, tokens, live, lp, lq)
 
 
+class TrunkStates(NamedTuple):
+    """Left-aligned prompts after the lower ``split`` layers (a frozen trunk shared by several models)."""
+
+    ids: jax.Array  # (B, P) left-aligned prompt
+    mask: jax.Array  # (B, P)
+    cache: KVCache  # layers [0, split): P prompt slots written, room for the completion
+    x: jax.Array  # (B, P, D) activations leaving layer split - 1
+
+
+def prefill_trunk(model: Llama, ids: jax.Array, mask: jax.Array, new_tokens: int, split: int) -> TrunkStates:
+    """Left-align prompts and run the lower ``split`` layers over them into a cache (traceable)."""
+    ids, mask = left_align(ids, mask)
+    b, p = ids.shape
+    cache = KVCache.init(model.config, b, p + new_tokens, layers=split)
+    x, cache = model.hidden(ids, mask, positions_from_mask(mask), cache, last=split)
+    return TrunkStates(ids, mask, cache, x)
+
+
+def prefill_top(model: Llama, trunk: TrunkStates, split: int) -> PromptStates:
+    """The upper layers [split, L) of ``model`` over prompts whose trunk ran (traceable): prompt states whose
+    cache holds those layers only. For a model whose lower layers are the trunk's, ``prefill`` split in two."""
+    b, t = trunk.cache.valid.shape
+    cache = KVCache.init(model.config, b, t, layers=model.config.num_layers - split)
+    h, cache = model.hidden(trunk.ids, trunk.mask, positions_from_mask(trunk.mask), cache, inputs=trunk.x, first=split)
+    return PromptStates(trunk.ids, trunk.mask, cache, h[:, -1])
+
+
+def _repeat_cache(c: KVCache, repeats: int) -> KVCache:
+    if repeats == 1:
+        return c
+    return KVCache(jnp.repeat(c.k, repeats, 1), jnp.repeat(c.v, repeats, 1), jnp.repeat(c.valid, repeats, 0), c.index)
+
+
+def decode_split(model: Llama, trunk: TrunkStates, top: PromptStates, key: jax.Array, config: SamplingConfig,
+                 repeats: int, split: int):
+    """``decode_from`` on prompt states held as a trunk (layers [0, split)) and the model's own upper
+    layers (traceable): the same samples, and what a model sharing the trunk needs to score them.
+
+    Returns ``(samples, x, pred)``: ``x[:, t]`` (B, N, D) the activations of completion token t leaving
+    layer split - 1 (shared by every model with this trunk), ``pred[:, t]`` the model's final hidden
+    state that predicted token t (its logits are the sampling logits).
+    """
+    b0 = trunk.ids.shape[0]
+    ids, mask = jnp.repeat(trunk.ids, repeats, 0), jnp.repeat(trunk.mask, repeats, 0)
+    tcache, ucache = _repeat_cache(trunk.cache, repeats), _repeat_cache(top.cache, repeats)
+    last = jnp.repeat(top.last, repeats, 0)
+    b, n, d = b0 * repeats, config.max_new_tokens, last.shape[-1]
+    stops = jnp.asarray(config.stop_tokens or (-1,), jnp.int32)
+    layers = model.blocks.unstacked()
+
+    def body(carry):
+        i, tcache, ucache, h, key, done, pos, out = carry
+        key, sub = jax.random.split(key)
+        tok, lp, lq = choose(model.logits(h), sub, config)
+        live = ~done
+        tok = jnp.where(live, tok, config.pad_id)
+        x, tcache = model.hidden(tok[:, None], live[:, None], pos[:, None], tcache, layers, last=split)
+
+        def upper(ucache):
+            h2, ucache = model.hidden(tok[:, None], live[:, None], pos[:, None], ucache, layers, inputs=x, first=split)
+            return h2[:, 0], ucache
+
+        h_next, ucache = jax.lax.cond(i + 1 < n, upper, lambda c: (h, c), ucache)
+        out = jax.tree.map(lambda o, v: o.at[:, i].set(v), out,
+                           (tok, live, jnp.where(live, lp, 0.0), jnp.where(live, lq, 0.0), x[:, 0], h))
+        done = done | jnp.isin(tok, stops)
+        return i + 1, tcache, ucache, h_next, key, done, pos + 1, out
+
+    dt = last.dtype
+    out = (jnp.full((b, n), config.pad_id, jnp.int32), jnp.zeros((b, n), bool), jnp.zeros((b, n), jnp.float32),
+           jnp.zeros((b, n), jnp.float32), jnp.zeros((b, n, d), dt), jnp.zeros((b, n, d), dt))
+    carry = (jnp.zeros((), jnp.int32), tcache, ucache, last, key, jnp.zeros((b,), bool),
+             jnp.sum(mask, 1, dtype=jnp.int32), out)
+    carry = jax.lax.while_loop(lambda c: (c[0] < n) & ~jnp.all(c[5]), body, carry)
+    tokens, live, lp, lq, xs, pred = carry[-1]
+    return Samples(ids, mask, tokens, live, lp, lq), xs, pred
+
+
+def completion_hidden_top(model: Llama, top: PromptStates, x: jax.Array, tokens: jax.Array, tmask: jax.Array,
+                          split: int):
+    """``completion_hidden`` for a model sharing a trunk: its upper layers run from the completion's trunk
+    activations ``x`` (``decode_split``) against its own upper-layer prompt states ``top``."""
+    tmask = tmask.astype(bool)
+    pos = jnp.sum(top.mask, 1, dtype=jnp.int32)[:, None] + jnp.maximum(jnp.cumsum(tmask, 1, dtype=jnp.int32) - 1, 0)
+    h, _ = model.hidden(tokens, tmask, pos, top.cache, inputs=x, first=split)
+    pred = jnp.concatenate([top.last[:, None], h[:, :-1]], 1)
+    n = tmask.shape[1]
+    last_i = n - 1 - jnp.argmax(tmask[:, ::-1], axis=1)
+    return pred, jnp.take_along_axis(h, last_i[:, None, None], 1)[:, 0]
+
+
 def completion_hidden(model: Llama, st: PromptStates, tokens: jax.Array, tmask: jax.Array):
     """Hidden states of given completions against prefilled prompts (traceable), without recomputing the prompt.
 
