@@ -7,6 +7,8 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 # test_cli calls ``cli.main`` in this process, long after JAX's threads started: leave its malloc alone
 # (``murphyjax.malloc`` is tested in subprocesses)
 os.environ.setdefault("MURPHYJAX_TUNE_MALLOC", "0")
+# every LLM test trains its own reference and reward models (the weights cache has its own test)
+os.environ.setdefault("MURPHYJAX_WEIGHTS_CACHE", "off")
 
 import murphyjax  # noqa: E402,F401  (turns on x64)
 

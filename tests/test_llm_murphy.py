@@ -271,3 +271,23 @@ def test_runs_on_earlier_weights_are_marked(micro_run):
     marks = aggregate.weights_table(res)
     assert [(w["method"], w["variant"]) for w in marks if not w["ref_same"]] == [(run["method"], run["variant"])]
     assert all(w["rm_same"] for w in marks)
+
+
+def test_the_weights_cache_serves_a_run_of_other_method_settings(tmp_path, monkeypatch):
+    """A second run folder whose config differs only in what the methods read trains no reference and no
+    reward model: both come from the weights cache, bit for bit; a change the reward models read misses."""
+    monkeypatch.setenv("MURPHYJAX_WEIGHTS_CACHE", str(tmp_path / "cache"))
+    cfg = llm_preset("quick", **dict(MICRO, methods=("sft",), variants=("base",), kl_coefs=()))
+    llm_run.run_llm(cfg, tmp_path / "a", log=lambda *a: None)
+    trained = []
+    for name in ("train_sft", "train_reward_model"):
+        real = getattr(llm_run.shared.loops, name)
+        monkeypatch.setattr(llm_run.shared.loops, name, lambda *a, _real=real, _n=name, **k: trained.append(_n) or _real(*a, **k))
+    llm_run.run_llm(dataclasses.replace(cfg, sft_lr=3e-3, rl_lr=5e-4), tmp_path / "b", log=lambda *a: None)
+    assert "train_reward_model" not in trained and trained.count("train_sft") == 1  # the method's own SFT only
+    for unit in ("reference", "rm_crowd_s0"):
+        a, b = (json.loads((tmp_path / f / "llm" / "sycophancy" / f"{unit}.json").read_text()) for f in "ab")
+        assert a["fingerprint"] == b["fingerprint"] and "from_cache" in b
+    trained.clear()
+    llm_run.run_llm(dataclasses.replace(cfg, rm_steps=5), tmp_path / "c", log=lambda *a: None)
+    assert trained.count("train_reward_model") == 1 and trained.count("train_sft") == 1  # reference cached, RM not

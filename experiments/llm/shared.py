@@ -28,7 +28,7 @@ from murphyjax import theory
 from murphyjax.align import codec as C
 from murphyjax.align import core, data, evaluate, feedback, loops, tasks
 from murphyjax.train import OptimizerConfig
-from murphyjax.experiments.common.store import save_json
+from murphyjax.experiments.common.store import save_json, source_hash
 from murphyjax.experiments.llm import gates
 
 TASK_STREAM = {"sycophancy": 0, "length": 1, "flattery": 2}
@@ -75,6 +75,80 @@ def _check_fingerprint(store: Store, key: str, path: Path, log) -> str:
     return fp
 
 
+# config fields only the method runs read: a run folder of another setting of these reuses the cached
+# reference policy and reward models (with their gates and baselines)
+METHOD_FIELDS = ("eval_points", "sft_steps", "sft_lr", "pref_steps", "pref_lr", "pref_batch", "dpo_beta", "dpo_betas",
+                 "ipo_tau", "fdpo_divergence", "rl_iters", "rl_lr", "rl_prompts", "group_size", "kl_coef", "kl_coefs",
+                 "bon_samples", "rest_iters", "rest_samples", "rest_keep", "rest_steps", "rest_lr",
+                 "missing_eos_penalty", "temperatures", "tasks", "methods", "variants", "variant_methods",
+                 "variant_tasks", "seeds", "variant_seeds", "workers")
+# ... and the fields only the reward models (their labels, gates and baselines) read besides
+REWARD_FIELDS = ("rm_steps", "rm_lr", "rm_batch", "votes", "cal_eps", "route_tau", "route_phi", "audit_prompts",
+                 "maps_tau", "maps_phi", "maps_beta", "gate_prompts", "gate_floor", "gate_threshold", "llm_judge")
+
+
+class WeightsCache:
+    """Trained reference policies and reward models under ``$MURPHYJAX_WEIGHTS_CACHE`` (default
+    ``~/.cache/murphyjax/llm``; ``off`` switches it off), keyed by the hash of what each depends on: every
+    config field but ``METHOD_FIELDS`` (for the reference, but ``REWARD_FIELDS`` too), the task, the unit ("reference", "rm_<channel>_s<seed>") and the
+    source of the code that trains and scores them. A run folder that lacks a unit's weights takes them
+    from here (a pilot and a full run of other method settings share them); writing is best effort (a
+    read-only home runs without it)."""
+
+    def __init__(self, cfg, kind: str, root: Path | None = None):
+        import os
+
+        from murphyjax import _cache, align, llm, losses, train
+
+        fields = {k: v for k, v in cfg.to_json().items() if k not in METHOD_FIELDS}
+        code = source_hash(llm, align, train, losses, Path(__file__), Path(gates.__file__), digits=16)
+        self.base = json.dumps({"config": fields, "task": kind, "code": code}, sort_keys=True)
+        self.base_ref = json.dumps({"config": {k: v for k, v in fields.items() if k not in REWARD_FIELDS}, "task": kind,
+                                    "code": code}, sort_keys=True)
+        env = os.environ.get("MURPHYJAX_WEIGHTS_CACHE")
+        self.root = Path(root) if root is not None else None if env == "off" else \
+            Path(env) if env else _cache.cache_root() / "llm"
+
+    def key(self, unit: str) -> str:
+        base = self.base_ref if unit == "reference" else self.base
+        return hashlib.sha256(f"{base}|{unit}".encode()).hexdigest()[:20]
+
+    def fetch(self, unit: str, store: "Store") -> bool:
+        """Copy the cached weights and record of ``unit`` into ``store``; False when not cached."""
+        if self.root is None:
+            return False
+        k = self.key(unit)
+        w, r = self.root / f"{k}.safetensors", self.root / f"{k}.json"
+        if not (w.exists() and r.exists()):
+            return False
+        try:
+            rec = json.loads(r.read_text())
+            if fingerprint(w) != rec.get("fingerprint"):
+                return False  # a damaged entry: train again
+            tmp = store.params_path(unit).with_suffix(".part")
+            tmp.write_bytes(w.read_bytes())
+            tmp.replace(store.params_path(unit))
+        except (OSError, ValueError):
+            return False
+        store.put(unit, dict(rec, from_cache=k))
+        return True
+
+    def keep(self, unit: str, store: "Store") -> None:
+        """Copy ``unit``'s freshly trained weights and record from ``store`` into the cache."""
+        if self.root is None:
+            return
+        k = self.key(unit)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            for src, dst in ((store.params_path(unit), self.root / f"{k}.safetensors"),
+                             (store._path(unit), self.root / f"{k}.json")):
+                tmp = dst.with_suffix(dst.suffix + ".part")
+                tmp.write_bytes(src.read_bytes())
+                tmp.replace(dst)
+        except OSError:
+            pass
+
+
 @dataclasses.dataclass
 class Setup:
     """Everything the methods of one task share (built once, the reference cached on disk)."""
@@ -94,6 +168,7 @@ class Setup:
     N: int
     store: Store
     llm_judge_prob: np.ndarray | None = None
+    weights: WeightsCache | None = None
 
 
 def _rng(cfg, kind, *stream):
@@ -162,6 +237,9 @@ def build_setup(cfg, kind: str, folder: Path, log=print) -> Setup:
                                               cands["response_b"] + forms)[1])
     seqs = C.encode_sequences(codec, demos["prompt"], demos["completion"], P, N)
     ref_path = store.params_path("reference")
+    wc = WeightsCache(cfg, kind)
+    if not ref_path.exists() and wc.fetch("reference", store):
+        log(f"[llm] {kind}: reference policy from the weights cache ({wc.root})")
     if ref_path.exists():
         ref = core.load_params(ref_path, params)
     else:
@@ -173,9 +251,10 @@ def build_setup(cfg, kind: str, folder: Path, log=print) -> Setup:
         store.put("reference", {"steps": cfg.ref_steps, "loss": hist[-1].get("train/loss") if hist else None,
                                 "seconds": time.time() - t0,
                                 "fingerprint": _check_fingerprint(store, "reference", ref_path, log)})
+        wc.keep("reference", store)
         log(f"[llm] {kind}: reference policy trained ({cfg.ref_steps} SFT steps, {time.time() - t0:.1f} s)")
     setup = Setup(kind, task, fb, codec, graphdef, d_model, ref, cands, _with_ids(codec, train, P),
-                  _with_ids(codec, ev, P), {r: _with_ids(codec, p, P) for r, p in shift.items()}, P, N, store)
+                  _with_ids(codec, ev, P), {r: _with_ids(codec, p, P) for r, p in shift.items()}, P, N, store, weights=wc)
     if cfg.llm_judge and "cai" in cfg.methods:
         setup.llm_judge_prob = _llm_judge(cfg, setup, model, log)
     return setup
@@ -372,6 +451,9 @@ def reward_model(cfg, setup: Setup, channel: str, seed: int, log=print):
     like = {"lm": setup.ref, "head": core.init_head(setup.d_model)}
     rec = setup.store.get(key)
     path = setup.store.params_path(key)
+    if (rec is None or not path.exists()) and setup.weights is not None and setup.weights.fetch(key, setup.store):
+        rec = setup.store.get(key)
+        log(f"[llm] {setup.kind}: reward model {channel} seed {seed} from the weights cache")
     if rec is not None and path.exists():
         rm = core.load_params(path, like)
         gate_record(cfg, setup, channel, seed, rm, rec, log)
@@ -418,6 +500,8 @@ def reward_model(cfg, setup: Setup, channel: str, seed: int, log=print):
     core.save_params(path, rm)
     rec["fingerprint"] = _check_fingerprint(setup.store, key, path, log)
     setup.store.put(key, rec)
+    if setup.weights is not None:
+        setup.weights.keep(key, setup.store)
     gate_record(cfg, setup, channel, seed, rm, rec, log, fresh=True)
     if seed == 0:
         data.to_parquet(lab, setup.store.folder / "data" / f"pairs_{channel}_s{seed}.parquet")
