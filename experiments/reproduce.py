@@ -11,60 +11,18 @@ and chunks/<hash>/ (the resumable raw results).
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
-import math
 import os
 import platform
 import sys
 import time
 
+from murphyjax.experiments.common.overrides import parse_overrides
 from murphyjax.experiments.lab import config as presets
 
 
 class ConfigError(ValueError):
     """A bad option value (the CLI reports it in one line with exit code 2)."""
-
-
-def parse_overrides(items: list[str] | None, defaults=None) -> dict:
-    """``KEY=VALUE`` strings -> typed overrides of the config dataclass ``defaults`` (default: the paper
-    ``LabConfig``). Types follow the default field values (for an empty tuple, the class default's
-    entries): tuples as comma lists, booleans as true/false/1/0/yes/no only, 'inf' allowed for numbers."""
-    defaults = presets.PRESETS["paper"] if defaults is None else defaults
-    field_defaults = {f.name: f.default for f in dataclasses.fields(defaults)}
-    fields = set(field_defaults)
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE; got {item!r}")
-        k, v = item.split("=", 1)
-        if k not in fields:
-            raise ValueError(f"--set: unknown key {k!r} (known: {', '.join(sorted(fields))})")
-        default = getattr(defaults, k)
-        try:
-            if isinstance(default, tuple):
-                proto = default or (field_defaults[k] if isinstance(field_defaults[k], tuple) else ())
-                typ = type(proto[0]) if proto else str
-                out[k] = tuple(_scalar(x, typ) for x in v.split(",") if x.strip())
-            else:
-                out[k] = _scalar(v, type(default))
-        except ValueError as e:
-            hint = f" ({e})" if str(e).startswith("expected") else ""
-            raise ValueError(f"--set {k}: cannot parse {v!r}{hint}") from None
-    return out
-
-
-def _scalar(s: str, typ):
-    s = s.strip()
-    if typ is bool:
-        if s.lower() not in ("1", "true", "yes", "0", "false", "no"):
-            raise ValueError("expected true/false/1/0/yes/no")
-        return s.lower() in ("1", "true", "yes")
-    if typ is str:
-        return s
-    if s.lower() == "inf":
-        return math.inf
-    return int(s) if typ is int else float(s)
 
 
 def resolve(preset: str, seed: int | None, overrides: dict) -> presets.LabConfig:
@@ -190,7 +148,7 @@ def cli(args) -> int:
 
         return llm_cli(args)
     try:
-        overrides = parse_overrides(args.set)
+        overrides = parse_overrides(args.set, presets.PRESETS.get(args.preset, presets.PRESETS["paper"]))
         resolve(args.preset, args.seed, overrides)  # validate before any work
     except ValueError as e:
         raise ConfigError(str(e)) from None

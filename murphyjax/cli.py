@@ -2,11 +2,16 @@
 
     murphyjax theory check [--json FILE] [--select TEXT] [--seed N]
     murphyjax models fetch smollm2-135m [--cache-dir DIR] [--force]
+    murphyjax reproduce [--preset NAME] [--out DIR] [--set KEY=VALUE ...]   (see experiments/reproduce.py)
 
-Errors in options print one line naming the option and exit with code 2; nothing prints a
-traceback for bad input. On Linux with glibc the command first applies ``murphyjax.malloc.tune_malloc``
-(large XLA:CPU buffers stay mapped between steps instead of page-faulting every step) unless
-``GLIBC_TUNABLES`` is set or ``MURPHYJAX_TUNE_MALLOC=0``.
+Errors in options print one line naming the option and exit with code 2; every output path is checked
+(its kind, its parent folder, a trial write) before any work starts. A file that cannot be read or
+written, or a malformed model file, prints one line and exits with code 1. None of these prints a Python
+traceback unless ``--debug`` is given (before or after the subcommand); only a bug does.
+
+On Linux with glibc the command first applies ``murphyjax.malloc.tune_malloc`` (large XLA:CPU buffers
+stay mapped between steps instead of page-faulting every step) unless ``GLIBC_TUNABLES`` is set or
+``MURPHYJAX_TUNE_MALLOC=0``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,31 +36,62 @@ class UsageError(Exception):
 
 def _writable_target(flag: str, path: str, *, folder: bool) -> None:
     """Refuse, before any work, a path that cannot be written: an existing entry of the wrong kind, an
-    ancestor that is a file, or a nearest existing ancestor that is not writable."""
+    ancestor that is a file, a missing parent folder (for a file), a name longer than the file system allows,
+    or a place where nothing can be created. Writability is tried, not inferred from permission bits: a
+    temporary file is created (and removed) where the output will go, so read-only file systems and pseudo
+    file systems are caught for root as well."""
+    if not path.strip():
+        raise UsageError(f"{flag}: the path is empty")
     p = os.path.abspath(os.path.expanduser(path))
     if os.path.exists(p):
         if folder and not os.path.isdir(p):
             raise UsageError(f"{flag}: {path} is a file, not a folder")
         if not folder and os.path.isdir(p):
             raise UsageError(f"{flag}: {path} is a folder, not a file")
-        if not os.access(p if folder else os.path.dirname(p), os.W_OK):
-            raise UsageError(f"{flag}: {path} is not writable")
+        _try_writing(f"{flag}: {path} cannot be written", **({"folder": p} if folder else {"file": p}))
         return
-    parent = os.path.dirname(p)
-    if not folder and not os.path.isdir(parent):
+    if os.path.lexists(p):
+        raise UsageError(f"{flag}: {path} is a broken symbolic link")
+    base = os.path.dirname(p)
+    while not os.path.exists(base):
+        base = os.path.dirname(base)
+    if not os.path.isdir(base):
+        raise UsageError(f"{flag}: {path} lies under {base}, which is a file")
+    if not folder and base != os.path.dirname(p):
         raise UsageError(f"{flag}: the folder {os.path.dirname(path) or '.'} does not exist")
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise UsageError(f"{flag}: {path} lies under {parent}, which is a file")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"{flag}: {path} cannot be created ({parent} is not writable)")
+    try:
+        name_max = os.pathconf(base, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for part in os.path.relpath(p, base).split(os.sep):
+        if len(os.fsencode(part)) > name_max:
+            raise UsageError(f"{flag}: {path} has a name of {len(os.fsencode(part))} bytes; at most {name_max} "
+                             "are allowed here")
+    _try_writing(f"{flag}: {path} cannot be created in {base}", folder=base)
+
+
+def _try_writing(refusal: str, *, folder: str | None = None, file: str | None = None) -> None:
+    """Create and remove a temporary file in ``folder``, or open the existing ``file`` for appending;
+    ``UsageError(refusal (why))`` when that fails."""
+    import tempfile
+
+    try:
+        if file is not None:
+            open(file, "ab").close()
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=".murphyjax-write-test-", dir=folder)
+            os.close(fd)
+            os.remove(tmp)
+    except OSError as e:
+        raise UsageError(f"{refusal} ({e.strerror or e})") from None
 
 
 def _check_out(path: str | None, force: bool) -> None:
-    """``--out`` must be writable and either new, empty, or a murphyjax run folder (its config.json names a
-    preset, or it holds a run store); anything else is the user's own folder and is refused unless ``--force``."""
+    """``--out`` (default: ``runs/`` under the current folder) must be writable and either new, empty, or a
+    murphyjax run folder (its config.json names a preset, or it holds a run store); anything else is the user's
+    own folder and is refused unless ``--force``."""
     if path is None:
+        _writable_target("--out (default runs/ in the current folder)", "runs", folder=True)
         return
     _writable_target("--out", path, folder=True)
     p = os.path.expanduser(path)
@@ -93,6 +130,12 @@ def _positive_float(s: str) -> float:
     return v
 
 
+def _add_debug(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
+    # on the top parser and every subcommand (SUPPRESS: a subcommand's default does not undo the top's flag)
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="on an error, show the Python traceback as well as the one-line message")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="murphyjax",
@@ -102,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_debug(p, default=False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -124,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--select", metavar="PREFIX", help="only rows whose id starts with PREFIX (e.g. C7, thm1, B8.kl)")
     chk.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the Monte Carlo checks (default 0)")
     chk.set_defaults(func=_theory_check)
+    _add_debug(chk)
 
     mo = sub.add_parser("models", help="pretrained LLM policies for offline use",
                         description="Pretrained LLM policies for offline use.")
@@ -138,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--cache-dir", metavar="DIR", help="cache folder")
     fe.add_argument("--force", action="store_true", help="download again even if cached")
     fe.set_defaults(func=_models_fetch)
+    _add_debug(fe)
 
     rp = sub.add_parser("reproduce", help="run the paper's bandit experiment (Section 3.5) and write a report",
                         description="Run the paper's Section 3.5 protocol (D1-D3, bound vs empirical, oracle vs\n"
@@ -155,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", metavar="DIR", help="run folder (default: runs/<preset>-<config hash>)")
     rp.add_argument("--seed", type=_nonneg_int, default=None, help="base seed (default 0)")
     rp.add_argument("--set", metavar="KEY=VALUE", action="append",
-                    help="override a config field, e.g. --set seeds=3 --set n_grid=64,128 (repeatable)")
+                    help="override a config field, e.g. --set seeds=3 --set n_grid=64,128 (repeatable, once per key); "
+                         "values are parsed as the field's type: true/false/1/0, integers, numbers or inf, comma lists")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar")
     rp.add_argument("--no-llm", action="store_true", help="quick preset: skip the LLM section")
     rp.add_argument("--force", action="store_true",
@@ -164,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="llm preset: write the report from the runs already finished in --out, computing nothing "
                          "(a run in progress; the report says how many of the planned runs it holds)")
     rp.set_defaults(func=_reproduce)
+    _add_debug(rp)
     return p
 
 
@@ -181,14 +229,14 @@ def _theory_check(args) -> int:
     from murphyjax.theory.checks import run_all
     from murphyjax.report_text import theory_table
 
-    if args.json and args.json != "-":
+    if args.json is not None and args.json != "-":
         _writable_target("--json", args.json, folder=False)
     rows = run_all(seed=args.seed, select=args.select)
     if args.select and not rows:
         raise UsageError(f"--select: no check id starts with {args.select!r}")
     if args.json != "-":
         print(theory_table(rows))
-    if args.json:
+    if args.json is not None:
         data = json.dumps([r.as_dict() for r in rows], indent=2)
         if args.json == "-":
             print(data)
@@ -200,8 +248,12 @@ def _theory_check(args) -> int:
 
 
 def _models_fetch(args) -> int:
-    from murphyjax.llm.fetch import cli_fetch
+    from murphyjax.llm.fetch import cache_dir, cached_path, cli_fetch
 
+    if args.force or not cached_path(args.name, args.cache_dir).exists():
+        flag = "--cache-dir" if args.cache_dir else "$MURPHYJAX_CACHE" if os.environ.get("MURPHYJAX_CACHE") else \
+            "the model cache"
+        _writable_target(flag, str(cache_dir(args.cache_dir)), folder=True)
     return cli_fetch(args)
 
 
@@ -219,11 +271,30 @@ def main(argv: list[str] | None = None) -> int:
     enable_compilation_cache()
     try:
         return args.func(args)
-    except UsageError as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        code, message = _reported(e)
+        if code is None:  # a bug: its traceback is the report
+            raise
+        if args.debug:
+            traceback.print_exc()
+        parser.exit(code, f"{parser.prog}: error: {message}\n")
+
+
+def _reported(e: Exception) -> tuple[int | None, str]:
+    """(exit code, one-line message) of an error the command reports without a traceback: a bad option (2), a
+    file or folder that cannot be read or written, or a malformed model file (1); (None, "") otherwise."""
+    if isinstance(e, UsageError):
+        return 2, str(e)
+    weights = sys.modules.get("murphyjax.llm.weights")  # imported only by the commands that load models
+    if weights is not None and isinstance(e, weights.ModelFileError):
+        return 1, f"{e} (--debug shows the traceback)"
+    if isinstance(e, OSError):
+        what = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
+        return 1, f"{what} (--debug shows the traceback)"
+    return None, ""
 
 
 if __name__ == "__main__":

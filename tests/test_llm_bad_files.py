@@ -139,6 +139,44 @@ def gguf_tensor(name, part):
     return lambda r: next(t for t in r.tensors if t.name == name).field.parts[part]
 
 
+def replaced_by(name, make):
+    """The good folder with ``name`` replaced by ``make(path, good)`` (a folder, a link...)."""
+    def build(tmp_path, good):
+        d = folder(tmp_path, good)
+        (d / name).unlink()
+        make(d / name, good)
+        return d, d / name, None
+    return build
+
+
+def with_keyword(build, keyword):
+    return lambda tmp_path, good: (*build(tmp_path, good)[:2], keyword)
+
+
+def second_shard(tmp_path, good):
+    from safetensors.numpy import save
+
+    d = folder(tmp_path, good)
+    (d / "model-b.safetensors").write_bytes(save({"model.norm.weight": good.arrays["model.norm.weight"]}))
+    return d, d / "model-b.safetensors", "two shards hold it"
+
+
+def small_embedding(kind):
+    """A model whose embedding has fewer rows than its tokenizer has tokens (the GGUF always carries one)."""
+    def build(tmp_path, good):
+        from murphyjax.llm.tokenizer import build_bpe_tokenizer
+
+        cfg = LlamaConfig.tiny(vocab_size=CFG.vocab_size - 9)
+        model = init(cfg, seed=1)
+        if kind == "gguf":
+            write_gguf(tmp_path / "m.gguf", model_to_arrays(model), cfg)
+            return tmp_path / "m.gguf", tmp_path / "m.gguf", "more than the 260 rows"
+        tokens, types, merges = tiny_vocab()
+        save_hf(model, tmp_path / "m", tokenizer=build_bpe_tokenizer(tokens, merges, types, eos_id=2, pad_id=0))
+        return tmp_path / "m", tmp_path / "m" / "tokenizer.json", "more than the 260 rows"
+    return build
+
+
 def bad_tokenizer_json(tmp_path, good):
     d = folder(tmp_path, good)
     (d / "tokenizer.json").write_text("{garbage")
@@ -173,8 +211,23 @@ CASES = {
     "st_pickle_disguised": st_case(PICKLE, "pickle checkpoints are never loaded"),
     "st_pickle_protocol_2_disguised": st_case(pickle.dumps([1.0], protocol=2), "pickle"),
     "st_torch_zip_disguised": st_case(torch_zip(), "pickle"),
+    "st_a_folder": with_keyword(replaced_by("model.safetensors", lambda p, g: p.mkdir()),
+                                "a folder where a file is expected"),
+    "st_broken_link": with_keyword(replaced_by("model.safetensors", lambda p, g: p.symlink_to(p.parent / "gone")),
+                                   "cannot be read"),
+    "st_integer_weights": st_case(lambda g: rewritten(g, **{"model.norm.weight": np.ones(64, np.int32)}),
+                                  "not a floating-point type"),
+    "st_nan_weights": st_case(lambda g: rewritten(g, **{UP1: np.full_like(g.arrays[UP1], np.nan)}), "non-finite"),
+    "st_inf_weights": st_case(lambda g: rewritten(g, **{"model.norm.weight": np.full(64, np.inf, np.float32)}),
+                              "non-finite"),
+    "st_tensor_in_two_shards": second_shard,
+    "st_file_without_folder": lambda tmp_path, good: (good.hf / "model.safetensors", good.hf / "model.safetensors",
+                                                      "pass the folder"),
     # config.json
     "cfg_missing": config_case(lambda c: None, "config.json not found"),
+    "cfg_a_folder": with_keyword(replaced_by("config.json", lambda p, g: p.mkdir()), "a folder where a file is expected"),
+    "cfg_link_loop": with_keyword(replaced_by("config.json", lambda p, g: p.symlink_to(p)), "cannot be read"),
+    "cfg_null": config_case(lambda c: b"null", "got a JSON null"),
     "cfg_missing_key": config_case(lambda c: {k: v for k, v in c.items() if k != "hidden_size"},
                                    "missing config key 'hidden_size'"),
     "cfg_a_list": config_case(lambda c: [c], "JSON object"),
@@ -193,6 +246,7 @@ CASES = {
         "missing tensor 'model.norm.weight'"),
     "no_weights": lambda tmp_path, good: (d := folder(tmp_path, good, weights=None), d, "no \\*.safetensors"),
     "bad_tokenizer_json": bad_tokenizer_json,
+    "tokenizer_beyond_embedding": small_embedding("hf"),
     # pickle checkpoints
     "only_pytorch_model_bin": pickle_folder(["pytorch_model.bin"]),
     "only_bin_no_config": pickle_folder(["pytorch_model.bin"], config=False),
@@ -227,6 +281,11 @@ CASES = {
     "gguf_wrong_shape": gguf_case(lambda p, g: write_gguf(p, {**g.arrays, UP1: np.ascontiguousarray(g.arrays[UP1].T)},
                                                           CFG),
                                   "wrong shape for the config"),
+    "gguf_a_folder": lambda tmp_path, good: ((tmp_path / "m.gguf").mkdir() or tmp_path / "m.gguf",
+                                             tmp_path / "m.gguf", "a folder where a .gguf file is expected"),
+    "gguf_nan_weights": gguf_case(lambda p, g: write_gguf(p, {**g.arrays, UP1: np.full_like(g.arrays[UP1], np.nan)},
+                                                          CFG), "non-finite"),
+    "gguf_tokenizer_beyond_embedding": small_embedding("gguf"),
     "gguf_no_tokenizer": gguf_case(gguf_bytes(lambda b: b.replace(b"tokenizer.ggml.tokens", b"tokenizer.ggml.tokenz")),
                                    "invalid tokenizer"),
 }

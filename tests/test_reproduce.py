@@ -153,14 +153,30 @@ def test_write_csv_writes_numpy_floats_as_plain_numbers(tmp_path):
     assert float(row["a"]) == 0.1
 
 
-def test_a_truncated_chunk_is_reported_and_recomputed(reference, tmp_path, capsys):
+def _fewer_rows(path):
+    from murphyjax.experiments.common.store import load_npz, save_npz
+
+    save_npz(path, {k: v[:1] for k, v in load_npz(path).items()})
+
+
+CHUNK_CORRUPTIONS = {
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+    "empty": lambda p: p.write_bytes(b""),
+    "garbage": lambda p: p.write_bytes(bytes(range(256)) * 8),
+    "fewer_rows": _fewer_rows,
+}
+
+
+@pytest.mark.parametrize("corruption", CHUNK_CORRUPTIONS)
+def test_a_corrupt_chunk_is_reported_and_recomputed(reference, tmp_path, capsys, corruption):
     out = str(tmp_path)
     runner.run(tiny(), out, progress=False)
-    path = os.path.join(runner.store_dir(out, tiny()), "chunk_0000.npz")
-    data = pathlib.Path(path).read_bytes()
-    pathlib.Path(path).write_bytes(data[: len(data) // 2])
+    path = pathlib.Path(runner.store_dir(out, tiny())) / "chunk_0000.npz"
+    CHUNK_CORRUPTIONS[corruption](path)
     _, arrays, info = runner.run(tiny(), out, progress=False)
-    assert info["chunks_computed"] == 1 and "unreadable" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info["chunks_computed"] == 1
+    assert len(err) == 1 and str(path) in err[0] and "unreadable" in err[0] and "recomputing it" in err[0], err
     for k, v in reference[1].items():
         np.testing.assert_array_equal(arrays[k], v, err_msg=k)
 

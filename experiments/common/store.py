@@ -3,16 +3,21 @@
 Every result a run saves goes through ``write_atomic`` (a temporary file in the same folder, fsync, then
 ``os.replace``), so a run killed at any moment leaves either the old file or the new one, never a part.
 A cache folder is keyed by the source hash of the code that computed it: changed code never reuses old
-results.
+results. A saved result that no longer loads (a disk error, a copy cut short) is reported in one line and
+computed again (``load_saved``).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import pathlib
+import sys
 import types
+import zipfile
+import zlib
 from typing import Callable
 
 import numpy as np
@@ -47,20 +52,50 @@ def save_npz(path, arrays: dict) -> None:
 
 
 def load_npz(path) -> dict:
+    """Every array of an ``.npz`` file, read in full (no pickled objects)."""
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
 
+def load_json(path):
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+# what a truncated or corrupt file raises on loading (JSONDecodeError and UnicodeDecodeError are ValueErrors)
+_UNREADABLE = (OSError, ValueError, EOFError, KeyError, MemoryError, zipfile.BadZipFile, zlib.error)
+
+
+def load_saved(path, load: Callable = load_npz):
+    """``load(path)``, or None when ``path`` is absent or no longer loads.
+
+    A file that fails to load (truncated, corrupt, or rejected by ``load``'s own checks with a ValueError)
+    is reported in one line on stderr and removed, so its caller computes it again. A folder in its place
+    is not removed: ``IsADirectoryError``."""
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        return None
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "a folder where a saved result belongs", path)
+    try:
+        return load(path)
+    except _UNREADABLE as e:
+        why = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+        print(f"murphyjax: {path} is unreadable ({why}); recomputing it", file=sys.stderr)
+        os.remove(path)
+        return None
+
+
 def cached(folder, name: str, compute: Callable):
-    """``name`` from ``folder`` if it was saved there, else ``compute()`` saved atomically and returned.
+    """``name`` from ``folder`` if it was saved there (and still loads), else ``compute()`` saved atomically
+    and returned.
 
     A flat dict of arrays is stored as ``name.npz``, anything else (rows: lists of dicts) as ``name.json``."""
     npz, js = os.path.join(folder, f"{name}.npz"), os.path.join(folder, f"{name}.json")
-    if os.path.exists(npz):
-        return load_npz(npz)
-    if os.path.exists(js):
-        with open(js) as fh:
-            return json.load(fh)
+    for path, load in ((npz, load_npz), (js, load_json)):
+        value = load_saved(path, load)
+        if value is not None:
+            return value
     value = compute()
     (save_npz(npz, value) if isinstance(value, dict) else save_json(js, value))
     return value

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from murphyjax.experiments.common.store import save_npz, source_hash
+from murphyjax.experiments.common.store import load_npz, load_saved, save_npz, source_hash
 from murphyjax.experiments.lab import row as lab
 from murphyjax.experiments.lab.config import LabConfig, config_hash
 
@@ -112,20 +112,16 @@ def _run_chunk(cfg, idx, table, devices):
     return {k: np.asarray(v)[: len(idx)] for k, v in out.items()}
 
 
-def _readable(path: str) -> bool:
-    """A saved chunk loads completely; a truncated or corrupt one is reported in one line, removed and
-    recomputed (atomic saves make this rare: a disk error, a copy cut short)."""
-    import zipfile
+def _load_chunk(path: str, n_rows: int) -> dict | None:
+    """A saved chunk of ``n_rows`` rows, or None: absent, or truncated, corrupt or of another size (reported in
+    one line and removed, so it is recomputed; atomic saves make this rare: a disk error, a copy cut short)."""
+    def load(p):
+        arrays = load_npz(p)
+        if not arrays or any(v.shape[:1] != (n_rows,) for v in arrays.values()):
+            raise ValueError(f"it does not hold the chunk's {n_rows} rows")
+        return arrays
 
-    try:
-        with np.load(path) as z:
-            for k in z.files:
-                z[k]
-        return True
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        print(f"murphyjax: {path} is unreadable ({type(e).__name__}); recomputing it", file=sys.stderr)
-        os.remove(path)
-        return False
+    return load_saved(path, load)
 
 
 def code_hash() -> str:
@@ -156,7 +152,8 @@ def run(cfg: LabConfig, out_dir: str, *, devices=None, progress: bool = True,
     store = store_dir(out_dir, cfg)
     os.makedirs(store, exist_ok=True)
     paths = [os.path.join(store, f"chunk_{i:04d}.npz") for i in range(len(plan))]
-    done = [os.path.exists(p) and _readable(p) for p in paths]
+    parts = [_load_chunk(p, len(idx)) for p, idx in zip(paths, plan)]
+    done = [q is not None for q in parts]
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -174,7 +171,8 @@ def run(cfg: LabConfig, out_dir: str, *, devices=None, progress: bool = True,
         r0 = table[idx[0]]
         if bar is not None:
             bar.set_postfix_str(f"d={r0['d']} alpha={r0['alpha']} eps={r0['eps']}")
-        save_npz(paths[i], _run_chunk(cfg, idx, table, devices))
+        parts[i] = _run_chunk(cfg, idx, table, devices)
+        save_npz(paths[i], parts[i])
         computed += 1
         if bar is not None:
             bar.update(1)
@@ -182,10 +180,6 @@ def run(cfg: LabConfig, out_dir: str, *, devices=None, progress: bool = True,
             on_chunk(i)
     if bar is not None:
         bar.close()
-    parts = []
-    for p in paths:
-        with np.load(p) as z:
-            parts.append({k: z[k] for k in z.files})
     arrays = {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
     info = {"chunks": len(plan), "chunks_computed": computed, "chunks_resumed": len(plan) - computed,
             "seconds": time.perf_counter() - t0, "compile_seconds": t_compile, "devices": [str(d) for d in devices]}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -13,7 +12,7 @@ from murphyjax.experiments.lab import extras
 from murphyjax.experiments.lab import figures
 from murphyjax.experiments.lab import findings
 from murphyjax.experiments.common.report import errata_block, table
-from murphyjax.experiments.common.store import save_json, source_hash
+from murphyjax.experiments.common.store import load_json, load_saved, save_json, source_hash
 
 
 def build(cfg, rows, A, out, *, preset, config_hash):
@@ -110,10 +109,19 @@ def _theory_checks(seed, out):
     from murphyjax.theory.checks import Row, run_all
 
     path = os.path.join(out, f"theory_check-{seed}-{source_hash(theory, digits=12)}.json")
-    if os.path.exists(path):
-        with open(path) as fh:
-            fields = {f for f in Row.__dataclass_fields__}
-            return [Row(**{k: v for k, v in r.items() if k in fields}) for r in json.load(fh)]
+
+    def load(p):
+        fields, data = set(Row.__dataclass_fields__), load_json(p)
+        if not (isinstance(data, list) and data and all(isinstance(r, dict) for r in data)):
+            raise ValueError("not a list of check rows")
+        try:
+            return [Row(**{k: v for k, v in r.items() if k in fields}) for r in data]
+        except TypeError as e:  # rows of another shape
+            raise ValueError(f"not a list of check rows ({e})") from None
+
+    rows = load_saved(path, load)
+    if rows is not None:
+        return rows
     rows = run_all(seed=seed)
     save_json(path, [r.as_dict() for r in rows])
     return rows

@@ -28,7 +28,7 @@ from murphyjax import theory
 from murphyjax.align import codec as C
 from murphyjax.align import core, data, evaluate, feedback, loops, tasks
 from murphyjax.train import OptimizerConfig
-from murphyjax.experiments.common.store import save_json, source_hash
+from murphyjax.experiments.common.store import load_json, load_saved, save_json, source_hash
 from murphyjax.experiments.llm import gates
 
 TASK_STREAM = {"sycophancy": 0, "length": 1, "flattery": 2}
@@ -45,8 +45,9 @@ class Store:
         return self.folder / (key.replace("/", "__") + ".json")
 
     def get(self, key: str):
-        p = self._path(key)
-        return json.loads(p.read_text()) if p.exists() else None
+        """The record of ``key``, or None when it is absent or no longer loads (a truncated record is
+        reported in one line and its unit computed again)."""
+        return load_saved(self._path(key), load_json)
 
     def put(self, key: str, record: dict) -> None:
         save_json(self._path(key), record)

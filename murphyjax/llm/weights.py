@@ -10,8 +10,9 @@ then stacked into the model's (L, in, out) layout. GGUF specifics:
   ``w.reshape(n, hd/2, 2, d).swapaxes(1, 2)`` (n = query heads for Q, KV heads for K).
 
 Files are untrusted: every length, count, dtype, shape and offset is checked against the file size (and the
-config) before data is read, and a malformed file raises one ``ModelFileError`` naming the file and what is
-wrong. Pickle checkpoints (by name or by content) are refused, never unpickled.
+config) before data is read, then every weight must be floating point and finite, and the tokenizer's ids
+must index the embedding. A malformed file raises one ``ModelFileError`` (a ``ValueError``) naming the file
+and what is wrong. Pickle checkpoints (by name or by content) are refused, never unpickled.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import math
 import mmap
 import os
+import stat
 import struct
 import zipfile
 from pathlib import Path
@@ -68,8 +70,11 @@ def is_pickle(path: str | os.PathLike) -> bool:
     path = Path(path)
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         return True
-    with open(path, "rb") as f:
-        head = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:  # unreadable: whoever reads it reports why
+        return False
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return True
     if head == b"PK\x03\x04":
@@ -79,6 +84,38 @@ def is_pickle(path: str | os.PathLike) -> bool:
         except (zipfile.BadZipFile, OSError, ValueError, EOFError):
             return False
     return False
+
+
+def _file_size(path: Path) -> int:
+    """The size of the regular file ``path``; a folder, a broken link or an unreadable path is a ModelFileError."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelFileError(f"{path}: a folder where a file is expected")
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelFileError(f"{path}: not a regular file")
+    return st.st_size
+
+
+def _float32(where, name: str, w) -> np.ndarray:
+    """A weight as float32 numpy: floating point in the file and finite everywhere, else a ModelFileError."""
+    if w.dtype not in _FLOAT_DTYPES:
+        raise ModelFileError(f"{where}: tensor {name!r} has dtype {w.dtype}, not a floating-point type")
+    w = np.asarray(w, np.float32)
+    if not np.isfinite(w).all():
+        raise ModelFileError(f"{where}: tensor {name!r} holds {int(w.size - np.isfinite(w).sum())} non-finite "
+                             "values (NaN or inf)")
+    return w
+
+
+def _check_vocab(where, tokenizer, cfg: LlamaConfig) -> None:
+    """Every token id must index a row of the embedding (an id past it would be clamped, silently)."""
+    n = len(tokenizer)
+    if n > cfg.vocab_size:
+        raise ModelFileError(f"{where}: the tokenizer has {n} tokens, more than the {cfg.vocab_size} rows of the "
+                             "embedding")
 
 
 def hf_shape(cfg: LlamaConfig, name: str) -> tuple[int, ...]:
@@ -235,13 +272,16 @@ def check_gguf(path: str | os.PathLike) -> None:
     from gguf.constants import GGML_QUANT_SIZES
 
     path = Path(path)
-    size, types = path.stat().st_size, {int(k) for k in GGML_QUANT_SIZES}
-    with open(path, "rb") as f:
-        head = f.read(4)
-        if head != b"GGUF":
-            what = "empty file" if not head else f"starts with {head!r}"
-            raise ModelFileError(f"{path}: {_PICKLE if is_pickle(path) else f'not a GGUF file ({what})'}")
-        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    size, types = _file_size(path), {int(k) for k in GGML_QUANT_SIZES}
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if head != b"GGUF":
+                what = "empty file" if not head else f"starts with {head!r}"
+                raise ModelFileError(f"{path}: {_PICKLE if is_pickle(path) else f'not a GGUF file ({what})'}")
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot be read ({e.strerror or e})") from None
     pos, order = 4, "<"
 
     def bad(why):
@@ -347,6 +387,7 @@ def load_gguf(path: str | os.PathLike, **overrides) -> tuple[Llama, object]:
         tokenizer = tokenizer_from_gguf(reader)
     except Exception as e:  # tokenizers raises plain Exception
         raise ModelFileError(f"{path}: invalid tokenizer: {type(e).__name__}: {e}") from e
+    _check_vocab(path, tokenizer, cfg)
     tensors = {t.name: t for t in reader.tensors}
 
     def get(name):
@@ -361,6 +402,7 @@ def load_gguf(path: str | os.PathLike, **overrides) -> tuple[Llama, object]:
             w = dequantize(t.data, t.tensor_type).reshape(shape)
         except (NotImplementedError, ValueError) as e:
             raise ModelFileError(f"{path}: tensor {gname!r} of type {t.tensor_type.name} cannot be read: {e}") from e
+        w = _float32(path, gname, w)
         if name.endswith("q_proj.weight"):
             w = unpermute_qk(w, cfg.num_heads)
         elif name.endswith("k_proj.weight"):
@@ -374,8 +416,14 @@ def load_gguf(path: str | os.PathLike, **overrides) -> tuple[Llama, object]:
 
 _ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
               "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+_FLOAT_DTYPES = {np.dtype(t) for t in (np.float64, np.float32, np.float16, ml_dtypes.bfloat16)}
 _ST_MAX_HEADER = 100_000_000  # the safetensors library's own limit
 _MAX_CONFIG = 10_000_000
+
+
+def _json_kind(x) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+        type(x), "null")
 
 
 def _natural(x) -> bool:
@@ -389,29 +437,33 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     size before anything else is read; a malformed file raises ``ModelFileError``.
     """
     path = Path(path)
-    size = path.stat().st_size
+    size = _file_size(path)
 
     def bad(why):
         return ModelFileError(f"{path}: {why}")
 
-    with open(path, "rb") as f:
-        head = f.read(9)
-        if len(head) < 8:
-            raise bad(f"truncated: {size} bytes, less than the 8-byte safetensors header length")
-        n = int.from_bytes(head[:8], "little")
-        if (n > size - 8 or head[8:9] != b"{") and is_pickle(path):
-            raise bad(_PICKLE)
-        if n > size - 8:
-            raise bad(f"header length {n} is beyond the file size {size} (truncated, or not safetensors)")
-        if n > _ST_MAX_HEADER:
-            raise bad(f"header too large: {n} bytes (at most {_ST_MAX_HEADER})")
-        f.seek(8)
-        try:
-            header = json.loads(f.read(n))
-        except (ValueError, RecursionError) as e:
-            raise bad(f"header is not valid JSON (not safetensors): {type(e).__name__}: {e}") from None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+            if len(head) < 8:
+                raise bad(f"truncated: {size} bytes, less than the 8-byte safetensors header length")
+            n = int.from_bytes(head[:8], "little")
+            if (n > size - 8 or head[8:9] != b"{") and is_pickle(path):
+                raise bad(_PICKLE)
+            if n > size - 8:
+                raise bad(f"header length {n} is beyond the file size {size} (truncated, or not safetensors)")
+            if n > _ST_MAX_HEADER:
+                raise bad(f"header too large: {n} bytes (at most {_ST_MAX_HEADER})")
+            f.seek(8)
+            raw = f.read(n)
+    except OSError as e:
+        raise bad(f"cannot be read ({e.strerror or e})") from None
+    try:
+        header = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise bad(f"header is not valid JSON (not safetensors): {type(e).__name__}: {e}") from None
     if not isinstance(header, dict):
-        raise bad(f"header is a JSON {type(header).__name__}, not an object (not safetensors)")
+        raise bad(f"header is a JSON {_json_kind(header)}, not an object (not safetensors)")
     data_size, specs = size - 8 - n, {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -441,7 +493,7 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def config_from_hf(cfg: dict, **overrides) -> LlamaConfig:
     """LlamaConfig from a Hugging Face ``config.json`` dict (model_type llama, no biases, no rope scaling)."""
     if not isinstance(cfg, dict):
-        raise ValueError(f"expected a JSON object, got a JSON {type(cfg).__name__}")
+        raise ValueError(f"expected a JSON object, got a JSON {_json_kind(cfg)}")
     if cfg.get("model_type", "llama") != "llama":
         raise ValueError(f"model_type {cfg.get('model_type')!r} is not supported (only 'llama')")
     if cfg.get("attention_bias") or cfg.get("mlp_bias"):
@@ -480,12 +532,15 @@ def config_from_hf(cfg: dict, **overrides) -> LlamaConfig:
 
 def _read_config(folder: Path) -> LlamaConfig:
     path = folder / "config.json"
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ModelFileError(f"{path}: not found (config.json not found in {folder})")
-    if path.stat().st_size > _MAX_CONFIG:
-        raise ModelFileError(f"{path}: too large for a config ({path.stat().st_size} bytes)")
+    size = _file_size(path)
+    if size > _MAX_CONFIG:
+        raise ModelFileError(f"{path}: too large for a config ({size} bytes)")
     try:
         raw = json.loads(path.read_bytes())
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot be read ({e.strerror or e})") from None
     except (ValueError, RecursionError) as e:
         raise ModelFileError(f"{path}: not valid JSON: {type(e).__name__}: {e}") from None
     try:
@@ -497,9 +552,13 @@ def _read_config(folder: Path) -> LlamaConfig:
 def load_hf(folder: str | os.PathLike, **overrides) -> tuple[Llama, object]:
     """Model and tokenizer (None without tokenizer.json) from a Hugging Face-format folder."""
     folder = Path(folder)
-    files = sorted(folder.glob("*.safetensors"))
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as e:
+        raise ModelFileError(f"{folder}: cannot be read ({e.strerror or e})") from None
+    files = [f for f in entries if f.name.endswith(".safetensors") and not f.name.startswith(".")]
     if not files:
-        pickles = sorted(f for f in folder.iterdir() if f.is_file() and is_pickle(f))
+        pickles = [f for f in entries if f.is_file() and is_pickle(f)]
         if pickles:
             raise ModelFileError(f"{pickles[0]}: {_PICKLE}")
         raise ModelFileError(f"{folder}: no *.safetensors weights in the folder")
@@ -507,6 +566,8 @@ def load_hf(folder: str | os.PathLike, **overrides) -> tuple[Llama, object]:
     tensors, where = {}, {}
     for f in files:
         for name, w in read_safetensors(f).items():
+            if name in tensors:
+                raise ModelFileError(f"{f}: tensor {name!r} is also in {where[name]} (two shards hold it)")
             tensors[name], where[name] = w, f
 
     def get(name):
@@ -514,9 +575,8 @@ def load_hf(folder: str | os.PathLike, **overrides) -> tuple[Llama, object]:
             raise ModelFileError(f"{folder}: missing tensor {name!r} (not in {', '.join(f.name for f in files)})")
         if tensors[name].shape != hf_shape(cfg, name):
             raise _wrong_shape(where[name], name, tensors[name].shape, hf_shape(cfg, name))
-        return tensors[name]
+        return _float32(where[name], name, tensors[name])
 
-    model = model_from_arrays(cfg, get)
     tokenizer = None
     if (folder / "tokenizer.json").exists():
         from transformers import PreTrainedTokenizerFast
@@ -524,7 +584,8 @@ def load_hf(folder: str | os.PathLike, **overrides) -> tuple[Llama, object]:
             tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
         except Exception as e:  # tokenizers raises plain Exception
             raise ModelFileError(f"{folder / 'tokenizer.json'}: invalid tokenizer: {type(e).__name__}: {e}") from e
-    return model, tokenizer
+        _check_vocab(folder / "tokenizer.json", tokenizer, cfg)
+    return model_from_arrays(cfg, get), tokenizer
 
 
 def save_hf(model: Llama, folder: str | os.PathLike, tokenizer=None) -> Path:
@@ -564,14 +625,22 @@ def load_pretrained(path: str | os.PathLike, **overrides) -> tuple[Llama, object
         the message names the file and what is wrong. Nothing is read before it has been checked.
     """
     path = Path(path).expanduser()
+    if path.is_dir() and path.suffix == ".gguf" and not (path / "config.json").exists():
+        raise ModelFileError(f"{path}: a folder where a .gguf file is expected")
     if path.is_dir():
         return load_hf(path, **overrides)
     if path.is_file():
-        with open(path, "rb") as f:
-            gguf = f.read(4) == b"GGUF"
+        try:
+            with open(path, "rb") as f:
+                gguf = f.read(4) == b"GGUF"
+        except OSError as e:
+            raise ModelFileError(f"{path}: cannot be read ({e.strerror or e})") from None
         if path.suffix == ".gguf" or gguf:
             return load_gguf(path, **overrides)
         if is_pickle(path):
             raise ModelFileError(f"{path}: {_PICKLE}")
+        if path.suffix == ".safetensors":
+            raise ModelFileError(f"{path}: a .safetensors file has no config of its own; pass the folder that holds "
+                                 "it with its config.json")
     expected = "expected a .gguf file or a Hugging Face folder"
     raise ModelFileError(f"{path}: {expected}" if path.exists() else f"{path}: no such file or folder ({expected})")
