@@ -277,3 +277,47 @@ def test_dpo_on_cached_trunk_features_equals_the_whole_stack(world):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=1e-6)
     moved = [float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(jax.tree.leaves(pol), jax.tree.leaves(p))]
     assert max(moved) > 0
+
+
+@pytest.mark.parametrize("algo", ["ppo", "grpo"])
+def test_rl_on_a_shared_trunk_equals_the_whole_stack(world, algo, monkeypatch):
+    """trainable_layers = 1 of 2: the rollout batch's trunk activations are computed once and every
+    forward of the policy and the reference runs the top layer alone, with logits only where completion
+    tokens are predicted; two iterations end at the parameters of the whole-stack path."""
+    import dataclasses
+
+    g, p, cod = world["g"], world["params"], world["cod"]
+    g1, _ = core.split(init(dataclasses.replace(core.merge(g, p).config, trainable_layers=1), 0))
+    target = cod.stoi[" is"]
+
+    def reward(samples, index):
+        t, m = np.asarray(samples.tokens), np.asarray(samples.mask)
+        return ((t == target) & m).sum(1) / np.maximum(m.sum(1), 1)
+
+    cfg = rl.RLConfig(algo=algo, group_size=2)
+    opt = OptimizerConfig(learning_rate=1e-2)
+    pr = world["prompts"]
+
+    def run():
+        state = rl.rl_state(p, cfg, opt, world["d"])
+        for it in range(2):
+            state, m, _ = rl.rl_iteration(state, p, pr["ids"][:8], pr["mask"][:8], reward, jax.random.key(it),
+                                          np.float32(0.05), graphdef=g1, cfg=cfg, opt=opt, max_new_tokens=N,
+                                          stop_ids=cod.stop_ids, pad_id=cod.pad_id)
+        return state.params, m
+
+    assert core.shared_trunk(g1, p, p) == 1
+    shared, m1 = run()
+    calls = []
+    real = core.hidden
+    monkeypatch.setattr(core, "shared_trunk", lambda *a: 0)
+    monkeypatch.setattr(core, "hidden", lambda *a, **k: calls.append(1) or real(*a, **k))
+    jax.clear_caches()
+    whole, m2 = run()
+    assert calls  # the whole-stack path ran (freshly traced)
+    for a, b in zip(jax.tree.leaves(shared), jax.tree.leaves(whole)):  # float32 round-off through two updates
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=1e-5)
+    for k in ("exact_kl", f"kl_{cfg.estimator}", "score"):
+        np.testing.assert_allclose(m1[k], m2[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    lower = jax.tree.leaves(shared["lm"]["blocks"]["layers"][0])
+    assert all(np.array_equal(a, b) for a, b in zip(lower, jax.tree.leaves(p["blocks"]["layers"][0])))

@@ -291,3 +291,9 @@ def test_the_weights_cache_serves_a_run_of_other_method_settings(tmp_path, monke
     trained.clear()
     llm_run.run_llm(dataclasses.replace(cfg, rm_steps=5), tmp_path / "c", log=lambda *a: None)
     assert trained.count("train_reward_model") == 1 and trained.count("train_sft") == 1  # reference cached, RM not
+
+
+def test_judge_mode_is_validated_and_keys_its_labels():
+    with pytest.raises(ValueError, match="judge_mode must be one of"):
+        LLMLabConfig(judge_mode="vibes")
+    assert llm_preset("llm").judge_mode == "likelihood" and llm_preset("llm-pilot").judge_mode == "pairwise"

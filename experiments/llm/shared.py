@@ -264,15 +264,15 @@ def build_setup(cfg, kind: str, folder: Path, log=print) -> Setup:
 def _llm_judge(cfg, setup: Setup, model, log) -> np.ndarray:
     from murphyjax.align.judges import LLMJudge
 
-    key = "llm_judge"
+    key = "llm_judge" if cfg.judge_mode == "pairwise" else f"llm_judge_{cfg.judge_mode}"
     rec = setup.store.get(key)
     if rec is None:
         t0 = time.time()
-        judge = LLMJudge(model, setup.codec.tok, setup.fb.constitution)
+        judge = LLMJudge(model, setup.codec.tok, setup.fb.constitution, mode=cfg.judge_mode)
         p = judge.prob_a(setup.cands["prompt"], setup.cands["response_a"], setup.cands["response_b"])
-        rec = {"prob_a": p.tolist(), "seconds": time.time() - t0, **judge_accuracy(setup.cands, p)}
+        rec = {"mode": cfg.judge_mode, "prob_a": p.tolist(), "seconds": time.time() - t0, **judge_accuracy(setup.cands, p)}
         setup.store.put(key, rec)
-        log(f"[llm] {setup.kind}: LLM judge labelled {len(p)} pairs ({time.time() - t0:.1f} s); accuracy on easy pairs "
+        log(f"[llm] {setup.kind}: LLM judge ({cfg.judge_mode}) labelled {len(p)} pairs ({time.time() - t0:.1f} s); accuracy on easy pairs "
             f"{rec['judge_accuracy_easy']:.3f} (one-sided binomial p = {rec['judge_p_easy']:.3g}"
             f"{': at chance' if rec['judge_at_chance'] else ''})")
     return np.asarray(rec["prob_a"])
@@ -523,7 +523,8 @@ def gate_record(cfg, setup: Setup, channel: str, seed: int, rm, rm_rec: dict, lo
         if channel.startswith("judge"):  # the labels came from a judge: is it better than chance where it should be?
             prob = setup.llm_judge_prob if setup.llm_judge_prob is not None else \
                 feedback.judge_prob_a(setup.task, setup.fb, setup.cands)
-            g.update(judge_accuracy(setup.cands, prob), judge="llm" if setup.llm_judge_prob is not None else "programmatic")
+            g.update(judge_accuracy(setup.cands, prob), judge=f"llm, {cfg.judge_mode}" if setup.llm_judge_prob is not None
+                     else "programmatic")
         setup.store.put(key, g)
         log(f"[llm] {setup.kind}: gate of {channel} seed {seed}: hard margin {g['hard_margin_sd']:+.2f} sd, easy margin "
             f"{g['easy_margin_sd']:+.2f} sd, d* = {g['d_star']:.2f}: {'passes' if g['passed'] else 'FAILS (' + g['reason'] + ')'}"

@@ -30,6 +30,7 @@ from murphyjax import losses
 from murphyjax.align import core
 from murphyjax.align.preference import _apply, new_state
 from murphyjax.llm import SamplingConfig
+from murphyjax.llm.sampling import token_logprobs
 from murphyjax.train import OptimizerConfig
 
 ALGOS = ("ppo", "grpo")
@@ -77,11 +78,25 @@ def rl_state(policy_params, cfg: RLConfig, opt: OptimizerConfig, d_model: int, s
     return new_state(params, opt, seed)
 
 
-def _forward(graphdef, params, ids, mask, cmask):
-    """Completion log-probs (B, S), values (B, S) (value of the state before token t) and logits."""
-    h, model = core.hidden(graphdef, params["lm"], ids, mask)
-    logits = model.logits(h)
-    lp = core.completion_logps(logits, ids, cmask)
+def _logits(graphdef, lm_params, ids, mask, prompt_len, features):
+    """Final hidden states (B, S, D), the model, and the logits (B * (S - start), V) at the positions
+    start - 1 .. S - 2 that predict tokens start .. S - 1 (start = prompt_len, or 1): the completion
+    lies in slots [prompt_len, S) (the rollout layout), so no prompt position's logits are formed."""
+    h, model = core.hidden(graphdef, lm_params, ids, mask, features)
+    start = 1 if prompt_len is None else prompt_len
+    hc = h[:, start - 1:-1]
+    return h, model, model.logits(hc.reshape(-1, hc.shape[-1]))
+
+
+def _forward(graphdef, params, ids, mask, cmask, prompt_len=None, features=None):
+    """Completion log-probs (B, S), values (B, S) (value of the state before token t) and the logits that
+    predict completion tokens (``_logits``). ``features``: the frozen trunk's activations of these rows
+    (``core.trunk_features``): only the trained top layers run."""
+    h, model, logits = _logits(graphdef, params["lm"], ids, mask, prompt_len, features)
+    start = 1 if prompt_len is None else prompt_len
+    b = ids.shape[0]
+    lp = token_logprobs(logits, ids[:, start:].reshape(-1)).reshape(b, -1)
+    lp = jnp.where(cmask, jnp.concatenate([jnp.zeros((b, start), lp.dtype), lp], 1), 0.0)
     values = None
     if "value" in params:
         v = h[:, :-1].astype(jnp.float32) @ params["value"]["w"] + params["value"]["b"]
@@ -96,14 +111,19 @@ def _whiten(x, m):
     return jnp.where(m > 0, (x - mu) / (sd + 1e-8), 0.0)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "cfg"))
-def prepare(params, ref_params, ids, mask, cmask, scores, kl_coef, *, graphdef, cfg: RLConfig):
-    """Old log-probs, reference log-probs, values, advantages and returns of a rollout batch, + metrics."""
-    lp, values, logits = _forward(graphdef, params, ids, mask, cmask)
-    ref_logits = core.forward(graphdef, ref_params, ids, mask)
-    ref_lp = core.completion_logps(ref_logits, ids, cmask)
+@functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "prompt_len"))
+def prepare(params, ref_params, ids, mask, cmask, scores, kl_coef, *, graphdef, cfg: RLConfig, prompt_len=None,
+            features=None):
+    """Old log-probs, reference log-probs, values, advantages and returns of a rollout batch, + metrics.
+    ``features``: the trunk's activations, shared by the policy and the reference (``core.shared_trunk``)."""
+    lp, values, logits = _forward(graphdef, params, ids, mask, cmask, prompt_len, features)
+    start = 1 if prompt_len is None else prompt_len
+    b = ids.shape[0]
+    _, _, ref_logits = _logits(graphdef, ref_params, ids, mask, prompt_len, features)
+    ref_lp = token_logprobs(ref_logits, ids[:, start:].reshape(-1)).reshape(b, -1)
+    ref_lp = jnp.where(cmask, jnp.concatenate([jnp.zeros((b, start), ref_lp.dtype), ref_lp], 1), 0.0)
     m = cmask.astype(jnp.float32)
-    exact = jnp.sum(losses.exact_kl_per_token(logits[:, :-1], ref_logits[:, :-1]) * m[:, 1:], 1)
+    exact = jnp.sum(losses.exact_kl_per_token(logits, ref_logits).reshape(b, -1) * m[:, start:], 1)
     est = jnp.sum(losses.kl_per_token(lp, ref_lp, cfg.estimator) * m, 1)
     out = {"old_logps": lp, "ref_logps": ref_lp}
     if cfg.algo == "ppo":
@@ -118,8 +138,8 @@ def prepare(params, ref_params, ids, mask, cmask, scores, kl_coef, *, graphdef, 
     return out, metrics
 
 
-def rl_loss(params, mb, kl_coef, *, graphdef, cfg: RLConfig):
-    lp, values, _ = _forward(graphdef, params, mb["ids"], mb["mask"], mb["cmask"])
+def rl_loss(params, mb, kl_coef, *, graphdef, cfg: RLConfig, prompt_len=None):
+    lp, values, _ = _forward(graphdef, params, mb["ids"], mb["mask"], mb["cmask"], prompt_len, mb.get("features"))
     m = mb["cmask"].astype(jnp.float32)
     if cfg.algo == "grpo":
         return losses.grpo_loss(lp, mb["old_logps"], mb["ref_logps"], mb["adv"], m, beta=kl_coef,
@@ -129,10 +149,11 @@ def rl_loss(params, mb, kl_coef, *, graphdef, cfg: RLConfig):
     return pl + cfg.vf_coef * vl, dict(met, policy_loss=pl, value_loss=vl)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "opt"), donate_argnums=0)
-def update(state, mb, kl_coef, *, graphdef, cfg: RLConfig, opt: OptimizerConfig):
+@functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "opt", "prompt_len"), donate_argnums=0)
+def update(state, mb, kl_coef, *, graphdef, cfg: RLConfig, opt: OptimizerConfig, prompt_len=None):
     """One optimiser step on a minibatch of a prepared rollout batch."""
-    (value, met), grads = jax.value_and_grad(rl_loss, has_aux=True)(state.params, mb, kl_coef, graphdef=graphdef, cfg=cfg)
+    (value, met), grads = jax.value_and_grad(rl_loss, has_aux=True)(state.params, mb, kl_coef, graphdef=graphdef, cfg=cfg,
+                                                                    prompt_len=prompt_len)
     return _apply(state, grads, opt), {"loss": value, "grad_norm": optax.tree.norm(grads), **met}
 
 
@@ -155,8 +176,14 @@ def rl_iteration(state, ref_params, prompt_ids, prompt_mask, reward_fn, key, kl_
     samples = core.rollout(graphdef, state.params["lm"], prompt_ids[index], prompt_mask[index], k_roll, scfg)
     ids, mask, cmask = (np.asarray(x) for x in samples.sequences())
     scores = np.asarray(reward_fn(samples, index), np.float32)
-    batch, metrics = prepare(state.params, ref_params, ids, mask, cmask, scores, kl_coef, graphdef=graphdef, cfg=cfg)
-    batch = {**batch, "ids": ids, "mask": mask, "cmask": cmask}
+    P = prompt_ids.shape[1]  # the rollout layout: completions in slots [P, P + max_new_tokens)
+    # policy and reference that train only their upper layers share the trunk: its activations are
+    # computed once per rollout batch and every forward below runs the upper layers alone
+    shared = core.shared_trunk(graphdef, state.params["lm"], ref_params)
+    feats = core.trunk_features(graphdef, ref_params, ids, mask) if shared else None
+    batch, metrics = prepare(state.params, ref_params, ids, mask, cmask, scores, kl_coef, graphdef=graphdef, cfg=cfg,
+                             prompt_len=P, features=feats)
+    batch = {**batch, "ids": ids, "mask": mask, "cmask": cmask, **({"features": feats} if shared else {})}
     B = len(ids)
     mb = B // cfg.minibatches
     perms = np.asarray(jax.random.permutation(k_perm, np.tile(np.arange(B), (cfg.epochs, 1)), axis=1,
@@ -165,7 +192,8 @@ def rl_iteration(state, ref_params, prompt_ids, prompt_mask, reward_fn, key, kl_
     for e in range(cfg.epochs):
         for j in range(cfg.minibatches):
             rows = perms[e, j * mb:(j + 1) * mb]
-            state, um = update(state, jax.tree.map(lambda x: x[rows], batch), kl_coef, graphdef=graphdef, cfg=cfg, opt=opt)
+            state, um = update(state, jax.tree.map(lambda x: x[rows], batch), kl_coef, graphdef=graphdef, cfg=cfg, opt=opt,
+                               prompt_len=P)
             upd.append(um)
     metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
     metrics.update({k: float(np.mean([u[k] for u in jax.device_get(upd)])) for k in upd[0]})
