@@ -1,4 +1,4 @@
-"""Row type, registry and runner for the theory check."""
+"""Row type and the check marker of the theory check (the runner is ``murphyjax.theory.checks``)."""
 
 from __future__ import annotations
 
@@ -57,46 +57,16 @@ class Row:
         return d
 
 
-CHECKS: list[tuple[tuple[str, ...], Callable[[jax.Array], list[Row]]]] = []
-
-
 def check(prefixes: tuple[str, ...]):
-    """Register a check: a function of a PRNG key returning rows whose ids start with ``prefixes``."""
+    """Mark a check: a function of a PRNG key returning rows whose ids start with ``prefixes``. The
+    runner (``murphyjax.theory.checks.run_all``) collects the marked functions of the check modules it
+    lists, in their order of definition; nothing is registered as a side effect of an import."""
 
-    def register(fn: Callable[[jax.Array], list[Row]]):
-        CHECKS.append((tuple(prefixes), fn))
+    def mark(fn: Callable[[jax.Array], list[Row]]):
+        fn.check_prefixes = tuple(prefixes)
         return fn
 
-    return register
-
-
-def run_all(seed: int = 0, select: str | None = None) -> list[Row]:
-    """Run every registered check, or only the rows whose id starts with ``select`` (e.g. "C7", "thm1.").
-
-    Each check draws its randomness from ``fold_in(key(seed), position)``, so a selected row has
-    the same value as in the full run.
-    """
-    from murphyjax.theory.checks import (  # noqa: F401  (registration side effect)
-        murphy_checks,
-        tilting_checks,
-        gap_checks,
-        laws_checks,
-        maps_checks,
-        bon_checks,
-        sharp_checks,
-    )
-
-    rows: list[Row] = []
-    key = jax.random.key(seed)
-    for i, (prefixes, fn) in enumerate(CHECKS):
-        if select is not None and not any(p.startswith(select) or select.startswith(p) for p in prefixes):
-            continue
-        out = fn(jax.random.fold_in(key, i))
-        stray = [r.id for r in out if not r.id.startswith(prefixes)]
-        if stray:
-            raise AssertionError(f"{fn.__name__} registered prefixes {prefixes} but produced rows {stray}")
-        rows.extend(r for r in out if select is None or r.id.startswith(select))
-    return rows
+    return mark
 
 
 def f(x) -> float:
