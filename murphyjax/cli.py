@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         tune_malloc()
     parser = build_parser()
     args = parser.parse_args(argv)
-    from murphyjax._cache import enable_compilation_cache
+    from murphyjax.cache import enable_compilation_cache
 
     enable_compilation_cache()
     try:

@@ -12,6 +12,6 @@ os.environ.setdefault("MURPHYJAX_WEIGHTS_CACHE", "off")
 
 import murphyjax  # noqa: E402,F401  (turns on x64)
 
-from murphyjax._cache import enable_compilation_cache  # noqa: E402
+from murphyjax.cache import enable_compilation_cache  # noqa: E402
 
 enable_compilation_cache()

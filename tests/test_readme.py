@@ -34,3 +34,28 @@ def test_quickstart_runs_and_its_comments_are_right():
     np.testing.assert_allclose(T.oracle_queries(alpha=0.05, eps=0.1, gamma=0.05, eta=0.0005), 4605.17, atol=0.01)
     np.testing.assert_allclose(T.gaussian_gap(lam=2.0, var_true=1.0, var_noise=0.5)["gap"], 1.0)
     np.testing.assert_allclose(T.bon_kl_bound(1000), 5.9088, atol=5e-5)
+
+
+def test_no_module_imports_another_modules_private_names():
+    """Imports flow one way through public names: the library and the experiments use theory's public
+    modules (validate, numerics), never a private name of another module."""
+    import ast
+
+    bad = []
+    for path in sorted((ROOT).glob("**/*.py")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] not in ("murphyjax", "theory", "experiments", "benchmarks"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(rel))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("murphyjax"):
+                top = {"murphyjax": ("murphyjax",), "theory": ("murphyjax", "theory"),
+                       "experiments": ("murphyjax", "experiments")}.get(rel.parts[0], ("benchmarks",))
+                package = ".".join(top + rel.with_suffix("").parts[1:-1])
+                parent, _, last = node.module.rpartition(".")
+                # a private module of the importing file's own package is its own business
+                hidden_module = any(p.startswith("_") for p in node.module.split(".")) and \
+                    not (parent == package and last.startswith("_"))
+                for a in node.names:
+                    if hidden_module or (a.name.startswith("_") and not a.name.startswith("__")):
+                        bad.append(f"{rel}: from {node.module} import {a.name}")
+    assert not bad, bad

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 
 import murphyjax.theory as T
 from murphyjax.bandits import channels, exact
-from murphyjax.theory import _numerics as N
+from murphyjax.theory import numerics as N
 
 
 def kl_exact(p, q):

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import xlogy
 
-from murphyjax.theory import _numerics as N
-from murphyjax.theory import _validate as V
+from murphyjax.theory import numerics as N
+from murphyjax.theory import validate as V
 
 
 def bon_kl_bound(n):

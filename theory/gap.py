@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from murphyjax.theory import _numerics as N
-from murphyjax.theory import _validate as V
+from murphyjax.theory import numerics as N
+from murphyjax.theory import validate as V
 from murphyjax.theory.tilting import exponential_score_tilt, tilt
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from murphyjax.theory import _validate as V
+from murphyjax.theory import validate as V
 from murphyjax.theory.tilting import hard_mass_drift, tilt
 
 

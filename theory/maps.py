@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from murphyjax.theory import _validate as V
+from murphyjax.theory import validate as V
 from murphyjax.theory.tilting import tilt
 
 

@@ -1,4 +1,5 @@
-"""Cancellation-free building blocks shared by the theory functions (dtype-following, jit-safe).
+"""Cancellation-free building blocks shared by the theory functions and the library (dtype-following,
+jit-safe, no input validation: the public functions validate first).
 
 ``bregman(x, m, d)`` = x log(x/m) - x + m >= 0, the per-atom term of a KL divergence between
 two laws of equal total mass (Loader's ``bd0``). Near x = m it is summed as the series
@@ -140,3 +141,10 @@ def binom_log_pmf(k, n, p, xp=jnp):
 def binom_pmf(k, n, p, xp=jnp):
     """exp(``binom_log_pmf``): relative error a few 1e-16 (1 + |log pmf|)."""
     return xp.exp(binom_log_pmf(k, n, p, xp))
+
+
+def bernoulli_kl(p, q):
+    """KL(Ber(p) || Ber(q)) without validation (``murphyjax.theory.bernoulli_kl`` validates, then calls
+    this): bregman(p, q) + bregman(1 - p, 1 - q), each fed the exact difference p - q."""
+    d = p - q
+    return bregman(p, q, d) + bregman(1.0 - p, 1.0 - q, -d)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, xlogy
 
-from murphyjax.theory import _validate as V
+from murphyjax.theory import validate as V
 from murphyjax.theory.murphy import flagger_hit_fraction, kappa, majority_error
 
 PROTOCOLS = ("all", "all_blind", "routed", "routed_labels", "flagged")

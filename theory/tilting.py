@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from murphyjax.theory import _numerics as N
-from murphyjax.theory import _validate as V
+from murphyjax.theory import numerics as N
+from murphyjax.theory import validate as V
 
 
 # --------------------------------------------------------------------------- finite tilt
@@ -91,7 +91,7 @@ class Tilt:
     def kl(self) -> jax.Array:
         """KL(q_lam || mu) = lam A'(lam) - A(lam) (App. C.2).
 
-        Summed as sum_x [q log(q/mu) - q + mu], a sum of non-negative terms (``_numerics.
+        Summed as sum_x [q log(q/mu) - q + mu], a sum of non-negative terms (``numerics.
         bregman_log``; the added terms total 0), with log(q/mu) centred at the mode of q. The
         difference lam A' - A cancels at small lam (KL ~ lam^2 Var(s)/2, relative error 1e-16 /
         KL) and at large lam (both terms ~ lam max s); this form has relative error below 1e-13
@@ -359,6 +359,6 @@ def exponential_score_tilt(lam, rate):
     d = r - lam
     A = jnp.log(r / d)
     # lam/d - log(r/d) and log(r/d) - lam/r cancel for small lam (both ~ lam^2 / 2 r^2): each is
-    # bd0(1, m) = m - 1 - log m (``_numerics.bregman``), with m = r/d and d/r; relative error ~1e-15
+    # bd0(1, m) = m - 1 - log m (``numerics.bregman``), with m = r/d and d/r; relative error ~1e-15
     return {"log_partition": A, "mean": 1.0 / d, "var": 1.0 / d**2, "kl": N.bregman(1.0, r / d, -lam / d),
             "reverse_kl": N.bregman(1.0, d / r, lam / r)}

@@ -1,6 +1,7 @@
-"""Input validation shared by the theory functions.
+"""Input validation shared by the theory functions and the library (``murphyjax.theory.validate``).
 
-Every public function converts its inputs with these helpers. They raise ``ValueError``
+Every public function of ``murphyjax.theory`` and of the simulation library converts its inputs with
+these helpers. They raise ``ValueError``
 naming the parameter and its valid range. Checks run on concrete values only: inside
 ``jax.jit``/``vmap`` the values are tracers and the checks are skipped (validate before
 tracing, e.g. once on the grid you are about to map over).

@@ -82,7 +82,7 @@ def prefetch_theory_checks(seed, out):
     cache = jax.config.jax_compilation_cache_dir
     code = "import murphyjax\n"
     if cache:
-        code += f"from murphyjax._cache import enable_compilation_cache\nenable_compilation_cache({cache!r})\n"
+        code += f"from murphyjax.cache import enable_compilation_cache\nenable_compilation_cache({cache!r})\n"
     code += f"from murphyjax.experiments.lab.section import _theory_checks\n_theory_checks({seed!r}, {out!r})\n"
     _prefetch[(seed, out)] = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
                                               stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from murphyjax.experiments.laws.other_laws import q90  # noqa: E402
-from murphyjax.experiments.laws.tables import MAPS_LABEL, MAPS_ORDER, _fd  # noqa: E402
+from murphyjax.experiments.laws.tables import MAPS_LABEL, MAPS_ORDER, finite_differences  # noqa: E402
 
 
 def _band(ax, x, y, color, label, ls="-"):
@@ -47,7 +47,7 @@ def law_curves(cfg, res, path, exact_key, measured_key, pred_d, meas_d, ylabel, 
         ax.set_ylabel(ylabel)
         ax = axes[1, j]
         _band(ax, lams, r[pred_d], "C0", "predicted derivative")
-        _dots(ax, lams, _fd(r[meas_d], lams), "C3", "measured (finite differences)")
+        _dots(ax, lams, finite_differences(r[meas_d], lams), "C3", "measured (finite differences)")
         ax.axhline(0, color="grey", lw=0.6)
         ax.set_xlabel("λ")
         ax.set_ylabel(dylabel)

@@ -29,7 +29,7 @@ def _q(prefix, x):
     return {prefix: float(m), f"{prefix}_q05": float(lo), f"{prefix}_q95": float(hi)}
 
 
-def _fd(y, lams):
+def finite_differences(y, lams):
     """Central differences along the last axis, padded with nan at both ends (grid-aligned)."""
     _, d = tiltsim.central_difference(y, lams)
     pad = np.full(d.shape[:-1] + (1,), np.nan)
@@ -42,7 +42,7 @@ def drift_table(cfg, res) -> list:
     lams, rows = cfg.lams, []
     for v, r in res.items():
         for path, mass, pred in (("context", "rho", "drift"), ("policy", "hacked", "dhacked")):
-            meas = _fd(r[f"{path}.measured.{mass}"], lams)
+            meas = finite_differences(r[f"{path}.measured.{mass}"], lams)
             for lam in _shown(lams):
                 rows.append({"variant": v, "path": path, "lam": lam, **_q("mass_exact", _at(lams, r[f"{path}.learned.{mass}"], lam)),
                              "mass_measured": float(np.median(_at(lams, r[f"{path}.measured.{mass}"], lam))),
@@ -91,7 +91,7 @@ def _curve_rows(cfg, res, lam_col, path, value, slope, names):
     names = (value exact, value measured, slope predicted, slope population) column names."""
     lams, rows = cfg.lams, []
     for v, r in res.items():
-        meas = _fd(r[f"{path}.measured.{value[1]}"], lams)
+        meas = finite_differences(r[f"{path}.measured.{value[1]}"], lams)
         for lam in _shown(lams):
             rows.append({"variant": v, lam_col: lam, **_q(names[0], _at(lams, r[f"{path}.learned.{value[0]}"], lam)),
                          **_q(names[1], _at(lams, r[f"{path}.measured.{value[1]}"], lam)),

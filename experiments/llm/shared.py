@@ -99,7 +99,7 @@ class WeightsCache:
     def __init__(self, cfg, kind: str, root: Path | None = None):
         import os
 
-        from murphyjax import _cache, align, llm, losses, train
+        from murphyjax import align, cache, llm, losses, train
 
         fields = {k: v for k, v in cfg.to_json().items() if k not in METHOD_FIELDS}
         code = source_hash(llm, align, train, losses, Path(__file__), Path(gates.__file__), digits=16)
@@ -108,7 +108,7 @@ class WeightsCache:
                                     "code": code}, sort_keys=True)
         env = os.environ.get("MURPHYJAX_WEIGHTS_CACHE")
         self.root = Path(root) if root is not None else None if env == "off" else \
-            Path(env) if env else _cache.cache_root() / "llm"
+            Path(env) if env else cache.cache_root() / "llm"
 
     def key(self, unit: str) -> str:
         base = self.base_ref if unit == "reference" else self.base

@@ -55,7 +55,7 @@ def new_state(params, opt: OptimizerConfig, seed: int = 0) -> TrainState:
                       jax.random.key_data(jax.random.key(seed)))
 
 
-def _apply(state: TrainState, grads, opt: OptimizerConfig):
+def apply_gradients(state: TrainState, grads, opt: OptimizerConfig):
     tx = make_optimizer(opt)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     return TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state, state.rng)
@@ -99,7 +99,7 @@ def preference_step(state: TrainState, batch: dict, beta, ref_params=None, *, gr
 def _preference_step(state, batch, beta, kind, ref_params, *, graphdef, opt, loss, prompt_len):
     (value, metrics), grads = jax.value_and_grad(pair_loss, has_aux=True)(
         state.params, batch, beta, ref_params, graphdef=graphdef, loss=loss, kind=kind, prompt_len=prompt_len)
-    return _apply(state, grads, opt), {"loss": value, "grad_norm": optax.tree.norm(grads), **metrics}
+    return apply_gradients(state, grads, opt), {"loss": value, "grad_norm": optax.tree.norm(grads), **metrics}
 
 
 def reward_loss(params, batch, *, graphdef):
@@ -113,7 +113,7 @@ def reward_loss(params, batch, *, graphdef):
 def reward_step(state: TrainState, batch: dict, *, graphdef, opt: OptimizerConfig):
     """One optimiser update of the reward model ``{"lm", "head"}``; returns (state, metrics)."""
     (value, metrics), grads = jax.value_and_grad(reward_loss, has_aux=True)(state.params, batch, graphdef=graphdef)
-    return _apply(state, grads, opt), {"loss": value, "grad_norm": optax.tree.norm(grads), **metrics}
+    return apply_gradients(state, grads, opt), {"loss": value, "grad_norm": optax.tree.norm(grads), **metrics}
 
 
 _SFT_STEPS: dict = {}

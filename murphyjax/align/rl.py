@@ -28,7 +28,7 @@ import optax
 
 from murphyjax import losses
 from murphyjax.align import core
-from murphyjax.align.preference import _apply, new_state
+from murphyjax.align.preference import apply_gradients, new_state
 from murphyjax.llm import SamplingConfig
 from murphyjax.llm.sampling import token_logprobs
 from murphyjax.train import OptimizerConfig
@@ -154,7 +154,7 @@ def update(state, mb, kl_coef, *, graphdef, cfg: RLConfig, opt: OptimizerConfig,
     """One optimiser step on a minibatch of a prepared rollout batch."""
     (value, met), grads = jax.value_and_grad(rl_loss, has_aux=True)(state.params, mb, kl_coef, graphdef=graphdef, cfg=cfg,
                                                                     prompt_len=prompt_len)
-    return _apply(state, grads, opt), {"loss": value, "grad_norm": optax.tree.norm(grads), **met}
+    return apply_gradients(state, grads, opt), {"loss": value, "grad_norm": optax.tree.norm(grads), **met}
 
 
 def rl_iteration(state, ref_params, prompt_ids, prompt_mask, reward_fn, key, kl_coef, *, graphdef,

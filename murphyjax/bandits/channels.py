@@ -24,8 +24,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from murphyjax.theory import _validate as V
-from murphyjax.theory.murphy import _bernoulli_kl
+from murphyjax.theory import validate as V
+from murphyjax.theory import numerics as N
 
 F32 = jnp.float32
 
@@ -58,7 +58,7 @@ def label_kl(p_plus, p_minus):
     error below 1e-13 in float64, a few float32 ulp in float32) without its validation, so it
     traces under jit; p_plus in [0, 1], p_minus in (0, 1).
     """
-    return _bernoulli_kl(p_plus, p_minus)
+    return N.bernoulli_kl(p_plus, p_minus)
 
 
 def label_llr(Z, p_plus, p_minus):

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from murphyjax.bandits import learners
-from murphyjax.theory import _validate as V
+from murphyjax.theory import validate as V
 
 F32, F64 = jnp.float32, jnp.float64
 DIRECTIONS = ("hacked", "symmetric")

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from murphyjax.theory import _validate as V
+from murphyjax.theory import validate as V
 
 F32 = jnp.float32
 

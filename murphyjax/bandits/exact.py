@@ -33,8 +33,8 @@ import numpy as np
 from scipy.special import betainc
 
 from murphyjax import theory
-from murphyjax.theory import _numerics as N
-from murphyjax.theory import _validate as V
+from murphyjax.theory import numerics as N
+from murphyjax.theory import validate as V
 
 
 def _pmf(k, n, p):

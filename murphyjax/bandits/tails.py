@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from murphyjax import theory as T
-from murphyjax.theory import _validate as V
+from murphyjax.theory import validate as V
 
 F64 = jnp.float64
 ERRORS = ("normal", "student_t")

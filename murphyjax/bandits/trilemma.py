@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from murphyjax.bandits import envs
-from murphyjax.theory import _validate as V
+from murphyjax.theory import validate as V
 
 
 def regret_table(env: envs.ThreeObjective) -> np.ndarray:
