@@ -174,6 +174,12 @@ def findings(cfg: LLMLabConfig, mt, it, rmt, ev_rows, gao, shift, task, runs_of=
         if failed:
             out.append(f"Gate failed for the reward models of {', '.join(failed)}: their runs are reported below but are "
                        "no evidence (every verdict reads 'gate failed').")
+        unbiased = sorted({g["channel"] for g in gates if g.get("task") == task and not g["passed"]
+                           and g["hard_margin_sd"] < 0 and g["easy_margin_sd"] >= g.get("threshold", 0.5)})
+        if unbiased:
+            out.append(f"The reward models of {', '.join(unbiased)} rank a correct form above every hacked one on hard "
+                       "prompts (negative hard margin, easy margin passing): their labels carry no bias to exploit, so "
+                       "their runs are controls without the cause, not tests of the law.")
         seeds = base[0]["seeds"]
         for tag, what in (("", "G = U(pi+) - U(pi) on all prompts"),
                           ("_hard", "G_hard on the hard prompts, where the feedback is biased (the law)"),
