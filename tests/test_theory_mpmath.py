@@ -14,13 +14,13 @@ import jax.numpy as jnp
 import mpmath as mp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
 import murphyjax.theory as T
 from murphyjax.bandits import channels, exact
 from murphyjax.theory import numerics as N
 
-FAST = settings(max_examples=100, deadline=None)
+FAST = settings(max_examples=100, deadline=None, derandomize=True)  # the same examples in every run
 
 
 def rel_err(got, ref):
@@ -251,11 +251,14 @@ def normal_ctm_mp(t, s):
 @FAST
 @given(st.floats(-3.0, 3.0).map(lambda e: 10.0**e),
        st.one_of(st.floats(-37.0, 40.0), st.floats(0.0, 8.0).map(lambda e: 10.0**e)))
+@example(s=0.031173495075675278, z=-8.59765625)  # found by a random run: 1.7e-14 at z = -8.6
 def test_conditional_true_mean_normal_matches_mpmath(s, z):
     t = z * math.sqrt(1 + s * s)
     got = T.conditional_true_mean(t, "normal", s)
     zz = t / math.sqrt(1 + s * s)
-    tol = 1e-15 if zz >= 0 else 1e-15 + 2e-16 * (1 + zz * zz)  # t < 0: phi amplifies the rounding of t / sigma
+    # t < 0: the relative condition number of phi(z) / Phi(-z) in z is about z^2 there, and z = t / sigma
+    # carries the roundings of t (built here) and of the division: about 2 ulp of z
+    tol = 1e-15 if zz >= 0 else 1e-15 + 4.5e-16 * (1 + zz * zz)
     assert rel_err(got, normal_ctm_mp(t, s)) < tol
 
 
