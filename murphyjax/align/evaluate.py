@@ -154,26 +154,36 @@ def sample_scored(graphdef, params, prompt_ids, prompt_mask, key, scfg: Sampling
                                     ref_params, temperature, states, fixed[0], split)
     rm_st = states.get(rm_graphdef, rm_params["lm"], prompt_ids, prompt_mask, per, n) if rm_params is not None else None
     ref_st = states.get(graphdef, ref_params, prompt_ids, prompt_mask, per, n) if ref_params is not None else None
+
+    def chunks():
+        for c, (real, (pi, pm)) in enumerate(core.padded_chunks([prompt_ids, prompt_mask], per)):
+            st = core.prompt_states(graphdef, params, pi, pm, n)
+            smp = core.rollout_from(graphdef, params, st, jax.random.fold_in(key, c), scfg, samples)
+            r = None if rm_st is None else core.completion_rewards(rm_graphdef, rm_params, rm_st[c], smp.tokens, smp.mask,
+                                                                     samples)
+            kl = None if ref_st is None else core.completion_kl(graphdef, params, ref_params, st, ref_st[c], smp.tokens,
+                                                               smp.mask, temperature, samples)
+            yield real * samples, smp, r, kl
+    return _gathered(chunks())
+
+
+def _gathered(chunks) -> dict:
+    """``sample_scored``'s result from per-chunk (real rows, samples, proxy or None, kl or None), padding cut."""
     out = {"ids": [], "mask": [], "cmask": [], "tokens": [], "tmask": [], "proxy": [], "kl": []}
-    for c, (real, (pi, pm)) in enumerate(core.padded_chunks([prompt_ids, prompt_mask], per)):
-        k = real * samples
-        st = core.prompt_states(graphdef, params, pi, pm, n)
-        smp = core.rollout_from(graphdef, params, st, jax.random.fold_in(key, c), scfg, samples)
-        ids, mask, cmask = (np.asarray(x)[:k] for x in smp.sequences())
-        out["ids"].append(ids), out["mask"].append(mask), out["cmask"].append(cmask)
+    for k, smp, r, kl in chunks:
+        for name, x in zip(("ids", "mask", "cmask"), smp.sequences()):
+            out[name].append(np.asarray(x)[:k])
         out["tokens"].append(np.asarray(smp.tokens)[:k]), out["tmask"].append(np.asarray(smp.mask)[:k])
-        if rm_st is not None:
-            r = core.completion_rewards(rm_graphdef, rm_params, rm_st[c], smp.tokens, smp.mask, samples)
+        if r is not None:
             out["proxy"].append(np.asarray(r)[:k])
-        if ref_st is not None:
-            kl = core.completion_kl(graphdef, params, ref_params, st, ref_st[c], smp.tokens, smp.mask, temperature, samples)
+        if kl is not None:
             out["kl"].append({name: np.asarray(v)[:k] for name, v in kl.items()})
     cat = np.concatenate
     res = {"seqs": C.Seqs(cat(out["ids"]), cat(out["mask"]), cat(out["cmask"])), "tokens": cat(out["tokens"]),
            "tmask": cat(out["tmask"])}
-    if rm_st is not None:
+    if out["proxy"]:
         res["proxy"] = cat(out["proxy"])
-    if ref_st is not None:
+    if out["kl"]:
         res["kl"] = {name: cat([d[name] for d in out["kl"]]) for name in out["kl"][0]}
     return res
 
@@ -186,29 +196,17 @@ def _sample_scored_trunk(graphdef, params, prompt_ids, prompt_mask, key, scfg, s
     rm_top = states.top(graphdef, rm_params["lm"], trunk, split) if rm_params is not None else None
     ref_top = states.top(graphdef, ref_params, trunk, split) if ref_params is not None else None
     own = ref_top if params is ref_params else rm_top if rm_params is not None and params is rm_params["lm"] else None
-    out = {"ids": [], "mask": [], "cmask": [], "tokens": [], "tmask": [], "proxy": [], "kl": []}
-    for c, (real, _) in enumerate(core.padded_chunks([prompt_ids], per)):
-        k = real * samples
-        top = own[c] if own is not None else core.top_states(graphdef, params, trunk[c], split)
-        smp, x, pred = core.rollout_split(graphdef, params, trunk[c], top, jax.random.fold_in(key, c), scfg, samples, split)
-        ids, mask, cmask = (np.asarray(a)[:k] for a in smp.sequences())
-        out["ids"].append(ids), out["mask"].append(mask), out["cmask"].append(cmask)
-        out["tokens"].append(np.asarray(smp.tokens)[:k]), out["tmask"].append(np.asarray(smp.mask)[:k])
-        if rm_top is not None:
-            r = core.completion_rewards_top(graphdef, rm_params, rm_top[c], x, smp.tokens, smp.mask, samples, split)
-            out["proxy"].append(np.asarray(r)[:k])
-        if ref_top is not None:
-            kl = core.completion_kl_top(graphdef, params, ref_params, pred, ref_top[c], x, smp.tokens, smp.mask,
-                                        temperature, samples, split)
-            out["kl"].append({name: np.asarray(v)[:k] for name, v in kl.items()})
-    cat = np.concatenate
-    res = {"seqs": C.Seqs(cat(out["ids"]), cat(out["mask"]), cat(out["cmask"])), "tokens": cat(out["tokens"]),
-           "tmask": cat(out["tmask"])}
-    if rm_top is not None:
-        res["proxy"] = cat(out["proxy"])
-    if ref_top is not None:
-        res["kl"] = {name: cat([d[name] for d in out["kl"]]) for name in out["kl"][0]}
-    return res
+    def chunks():
+        for c, (real, _) in enumerate(core.padded_chunks([prompt_ids], per)):
+            top = own[c] if own is not None else core.top_states(graphdef, params, trunk[c], split)
+            smp, x, pred = core.rollout_split(graphdef, params, trunk[c], top, jax.random.fold_in(key, c), scfg, samples,
+                                              split)
+            r = None if rm_top is None else core.completion_rewards_top(graphdef, rm_params, rm_top[c], x, smp.tokens,
+                                                                          smp.mask, samples, split)
+            kl = None if ref_top is None else core.completion_kl_top(graphdef, params, ref_params, pred, ref_top[c], x,
+                                                                       smp.tokens, smp.mask, temperature, samples, split)
+            yield real * samples, smp, r, kl
+    return _gathered(chunks())
 
 
 def evaluate(graphdef, params, ref_params, prompts: dict, prompt_ids, prompt_mask, *, codec, score_texts,
